@@ -1,0 +1,169 @@
+/**
+ * Events a {@linkcode ThinClient} delivers to its subscribers, and the
+ * bounded per-subscriber queue behind `client.events()`.
+ *
+ * @module
+ */
+import type { PkiDocument } from "./pki.ts";
+import type { PigeonholeGeometry, SphinxGeometry } from "./protocol.ts";
+
+/**
+ * Everything a client reports, as a discriminated union on `type`.
+ *
+ * - `connection_status`: the daemon's link to the mixnet changed (or was repeated).
+ * - `pki_document`: the daemon has a new consensus document.
+ * - `message_sent`: a `sendMessage` with a SURB left the daemon (or failed: `error`).
+ * - `message_reply`: a SURB reply arrived.
+ * - `message_id_garbage_collected`: defined by the protocol, not sent by v0.0.99.
+ * - `shutdown`: the daemon announced it is stopping.
+ * - `daemon_disconnected`: the local connection to the daemon was lost.
+ * - `reconnected`: the connection is back; `resumed` tells whether the daemon kept the session.
+ * - `events_dropped`: this subscriber fell behind and `count` events were dropped for it.
+ *
+ * @example Usage
+ * ```ts ignore
+ * for await (const event of client.events()) {
+ *   if (event.type === "message_reply") console.log(event.payload);
+ * }
+ * ```
+ */
+export type ThinClientEvent =
+  | {
+    type: "connection_status";
+    isConnected: boolean;
+    instanceToken: Uint8Array;
+    sphinxGeometry: SphinxGeometry;
+    pigeonholeGeometry: PigeonholeGeometry;
+  }
+  | { type: "pki_document"; document: PkiDocument }
+  | {
+    type: "message_sent";
+    messageId: Uint8Array | null;
+    surbId: Uint8Array | null;
+    sentAt: Date | null;
+    replyEtaMs: number;
+    error: string | null;
+  }
+  | {
+    type: "message_reply";
+    messageId: Uint8Array | null;
+    surbId: Uint8Array | null;
+    payload: Uint8Array;
+    replyIndex: number | null;
+    errorCode: number;
+  }
+  | { type: "message_id_garbage_collected"; messageId: Uint8Array | null }
+  | { type: "shutdown" }
+  | { type: "daemon_disconnected"; graceful: boolean; error: Error | null }
+  | {
+    type: "reconnected";
+    resumed: boolean;
+    instanceTokenChanged: boolean;
+    appId: Uint8Array;
+  }
+  | { type: "events_dropped"; count: number };
+
+/**
+ * Options of `client.events()`.
+ *
+ * @example Usage
+ * ```ts ignore
+ * const controller = new AbortController();
+ * const events = client.events({ signal: controller.signal, bufferSize: 64 });
+ * ```
+ */
+export interface EventsOptions {
+  /** Ends the iterator when aborted. */
+  signal?: AbortSignal;
+  /**
+   * Most events buffered for this subscriber; when it is full the oldest are
+   * dropped and an `events_dropped` event tells how many.
+   * @default {1024}
+   */
+  bufferSize?: number;
+}
+
+/** One subscriber's bounded queue. Never blocks the producer. */
+export class EventQueue implements AsyncIterableIterator<ThinClientEvent> {
+  readonly #buffer: ThinClientEvent[] = [];
+  readonly #max: number;
+  #dropped = 0;
+  #done = false;
+  #waiter: ((r: IteratorResult<ThinClientEvent>) => void) | null = null;
+  readonly #onEnd: () => void;
+  readonly #signal: AbortSignal | undefined;
+  readonly #abort = (): void => {
+    this.end();
+  };
+
+  constructor(max: number, onEnd: () => void, signal?: AbortSignal) {
+    if (!Number.isInteger(max) || max < 1) {
+      throw new RangeError(
+        `Cannot subscribe: bufferSize '${max}' is not a positive integer`,
+      );
+    }
+    this.#max = max;
+    this.#onEnd = onEnd;
+    this.#signal = signal;
+    signal?.addEventListener("abort", this.#abort, { once: true });
+    if (signal?.aborted) this.end();
+  }
+
+  /** Adds an event; drops the oldest when full. */
+  push(event: ThinClientEvent): void {
+    if (this.#done) return;
+    if (this.#waiter !== null && this.#dropped === 0) {
+      const w = this.#waiter;
+      this.#waiter = null;
+      w({ value: event, done: false });
+      return;
+    }
+    if (this.#buffer.length >= this.#max) {
+      this.#buffer.shift();
+      this.#dropped++;
+    }
+    this.#buffer.push(event);
+  }
+
+  /** Ends the iterator after the buffered events. */
+  end(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#signal?.removeEventListener("abort", this.#abort);
+    this.#onEnd();
+    if (this.#waiter !== null) {
+      const w = this.#waiter;
+      this.#waiter = null;
+      w({ value: undefined, done: true });
+    }
+  }
+
+  next(): Promise<IteratorResult<ThinClientEvent>> {
+    if (this.#dropped > 0) {
+      const count = this.#dropped;
+      this.#dropped = 0;
+      return Promise.resolve({
+        value: { type: "events_dropped", count },
+        done: false,
+      });
+    }
+    const event = this.#buffer.shift();
+    if (event !== undefined) {
+      return Promise.resolve({ value: event, done: false });
+    }
+    if (this.#done) return Promise.resolve({ value: undefined, done: true });
+    return new Promise((resolve) => {
+      this.#waiter = resolve;
+    });
+  }
+
+  return(): Promise<IteratorResult<ThinClientEvent>> {
+    this.#buffer.length = 0;
+    this.end();
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<ThinClientEvent> {
+    return this;
+  }
+}
