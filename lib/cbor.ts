@@ -10,15 +10,19 @@ import { decode, encode } from "cborg";
 /** A decoded CBOR value. */
 export type CborValue = unknown;
 
+const KEEP_ORDER = { mapSorter: (): number => 0 };
+
 /**
  * Encodes a value as CBOR. `Uint8Array` becomes a plain byte string (no tag),
- * `null` becomes `0xf6`, `bigint` an unsigned/negative integer.
+ * `null` becomes `0xf6`, `bigint` an integer; map keys keep insertion order
+ * (the Go structs' declaration order, so frames match the Go encoder byte for
+ * byte).
  *
- * @param value The value; must not contain `undefined`.
+ * @param value The value; use `null`, not `undefined`, for absent fields.
  * @returns The CBOR bytes.
  */
 export function encodeCbor(value: unknown): Uint8Array {
-  return encode(value);
+  return encode(value, KEEP_ORDER);
 }
 
 /**

@@ -1,0 +1,387 @@
+import assert from "node:assert/strict";
+import {
+  decodeResponse,
+  encodeRequest,
+  errorFromResendCode,
+  isExpectedOutcome,
+  ProtocolError,
+  ReplicaError,
+  type Request,
+  thinErrorText,
+} from "../mod.ts";
+import { decodeCbor, encodeCbor } from "../lib/cbor.ts";
+
+const hex = (s: string): Uint8Array =>
+  Uint8Array.from(s.replace(/\s+/g, "").match(/../g)!, (h) => parseInt(h, 16));
+const toHex = (b: Uint8Array): string =>
+  Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+const QID = Uint8Array.from({ length: 16 }, (_, i) => 0xa0 + i);
+const TOKEN = Uint8Array.from({ length: 16 }, (_, i) => i + 1);
+
+// Request vectors of THIN_PROTOCOL.md Appendix A (bodies, without the prefix).
+Deno.test("encodeRequest() matches the Go encoder byte for byte (A.1-A.4, A.15, A.16)", () => {
+  const cases: [Request, string][] = [
+    [
+      { kind: "session_token", clientInstanceToken: TOKEN },
+      "a16d73657373696f6e5f746f6b656ea175636c69656e745f696e7374616e63655f746f6b656e50010203040506070809" +
+      "0a0b0c0d0e0f10",
+    ],
+    [{ kind: "thin_close" }, "a16a7468696e5f636c6f7365a0"],
+    [
+      { kind: "get_pki_document", queryId: QID, epoch: 0n },
+      "a1706765745f706b695f646f63756d656e74a26871756572795f696450a0a1a2a3a4a5a6a7a8a9aaabacadaeaf656570" +
+      "6f636800",
+    ],
+    [
+      {
+        kind: "new_keypair",
+        queryId: QID,
+        seed: Uint8Array.from({ length: 32 }, (_, i) => i),
+      },
+      "a16b6e65775f6b657970616972a26871756572795f696450a0a1a2a3a4a5a6a7a8a9aaabacadaeaf6473656564582000" +
+      "0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+    ],
+  ];
+  for (const [req, want] of cases) {
+    assert.equal(toHex(encodeRequest(req)), want, req.kind);
+  }
+});
+
+Deno.test("encodeRequest() omits empty optional flags and keeps set ones (A.15)", () => {
+  const base = {
+    kind: "start_resending_encrypted_message" as const,
+    queryId: QID,
+    readCap: null,
+    writeCap: null,
+    messageBoxIndex: null,
+    envelopeDescriptor: new Uint8Array([1]),
+    messageCiphertext: new Uint8Array([2]),
+    envelopeHash: new Uint8Array(32),
+  };
+  const plain = decodeCbor(encodeRequest(base)) as Record<
+    string,
+    Record<string, unknown>
+  >;
+  const body = plain["start_resending_encrypted_message"]!;
+  assert.deepEqual(Object.keys(body), [
+    "query_id",
+    "read_cap",
+    "write_cap",
+    "message_box_index",
+    "envelope_descriptor",
+    "message_ciphertext",
+    "envelope_hash",
+  ]);
+  const flagged = decodeCbor(
+    encodeRequest({
+      ...base,
+      replyIndex: 1,
+      noRetryOnBoxIdNotFound: true,
+      noIdempotentBoxAlreadyExists: true,
+    }),
+  ) as Record<string, Record<string, unknown>>;
+  const f = flagged["start_resending_encrypted_message"]!;
+  assert.equal(f["reply_index"], 1);
+  assert.equal(f["no_retry_on_box_id_not_found"], true);
+  assert.equal(f["no_idempotent_box_already_exists"], true);
+  assert.equal(Object.keys(f).length, 10);
+});
+
+Deno.test("encodeRequest() sends send_message without SURB as the Go client does (A.16)", () => {
+  const body = encodeRequest({
+    kind: "send_message",
+    id: null,
+    withSurb: false,
+    surbId: null,
+    destinationIdHash: new Uint8Array(32),
+    recipientQueueId: new TextEncoder().encode("echo"),
+    payload: new TextEncoder().encode("x"),
+  });
+  const inner = toHex(body).slice(
+    toHex(encodeCbor({ send_message: null })).length - 2,
+  );
+  assert.equal(
+    inner,
+    "a6626964f669776974685f73757262f466737572626964f67364657374696e6174696f6e5f69645f6861736858200000" +
+      "00000000000000000000000000000000000000000000000000000000000072726563697069656e745f71756575655f69" +
+      "64446563686f677061796c6f61644178",
+  );
+});
+
+const A6 =
+  `b8197373657373696f6e5f746f6b656e5f7265706c79a2666170705f6964500102030405060708090a0b0c0d0e0f1067
+726573756d6564f46e73687574646f776e5f6576656e74f677636f6e6e656374696f6e5f7374617475735f6576656e74
+f6766e65775f706b695f646f63756d656e745f6576656e74f6726d6573736167655f73656e745f6576656e74f6736d65
+73736167655f7265706c795f6576656e74f6781c6d6573736167655f69645f676172626167655f636f6c6c6563746564
+f6716e65775f6b6579706169725f7265706c79f672656e63727970745f726561645f7265706c79f673656e6372797074
+5f77726974655f7265706c79f6782773746172745f726573656e64696e675f656e637279707465645f6d657373616765
+5f7265706c79f6782863616e63656c5f726573656e64696e675f656e637279707465645f6d6573736167655f7265706c
+79f6782273746172745f726573656e64696e675f636f70795f636f6d6d616e645f7265706c79f6782363616e63656c5f
+726573656e64696e675f636f70795f636f6d6d616e645f7265706c79f6781c6e6578745f6d6573736167655f626f785f
+696e6465785f7265706c79f678236765745f6d6573736167655f626f785f696e6465785f636f756e7465725f7265706c
+79f6766765745f706b695f646f63756d656e745f7265706c79f6781f6765745f6469726563746f72795f617574686f72
+69746965735f7265706c79f6782b6372656174655f636f75726965725f656e76656c6f7065735f66726f6d5f7061796c
+6f61645f7265706c79f678316372656174655f636f75726965725f656e76656c6f7065735f66726f6d5f6d756c74695f
+7061796c6f61645f7265706c79f678336372656174655f636f75726965725f656e76656c6f7065735f66726f6d5f746f
+6d6273746f6e655f72616e67655f7265706c79f672766f75636865725f6d696e745f7265706c79f674766f7563686572
+5f696e647563745f7265706c79f672766f75636865725f6f70656e5f7265706c79f6781b766f75636865725f64657269
+76655f73747265616d5f7265706c79f6`;
+
+Deno.test("decodeResponse() picks the one non-null variant of a Go full-form envelope (A.6)", () => {
+  const r = decodeResponse(hex(A6));
+  assert.deepEqual(r, {
+    kind: "session_token_reply",
+    appId: TOKEN,
+    resumed: false,
+  });
+});
+
+Deno.test("decodeResponse() decodes connection_status_event geometries (A.7)", () => {
+  const value = hex(
+    `a56c69735f636f6e6e6563746564f563657272f66e696e7374616e63655f746f6b656e500102030405060708090a0b0c
+0d0e0f106f737068696e785f67656f6d65747279ae6c5061636b65744c656e677468190c0a664e72486f7073056c4865
+616465724c656e6774681901dc71526f7574696e67496e666f4c656e67746819019a77506572486f70526f7574696e67
+496e666f4c656e67746818526a535552424c656e67746819023c781b537068696e78506c61696e746578744865616465
+724c656e67746802705061796c6f61645461674c656e677468182074466f72776172645061796c6f61644c656e677468
+190a0e781855736572466f72776172645061796c6f61644c656e6774681907d0714e6578744e6f6465486f704c656e67
+7468184175535052504b65794d6174657269616c4c656e6774681840684e494b454e616d6566783235353139674b454d
+4e616d656073706967656f6e686f6c655f67656f6d65747279a778194d6178506c61696e746578745061796c6f61644c
+656e67746819060d76436f75726965725175657279526561644c656e6774681907d077436f7572696572517565727957
+726974654c656e6774681907d0781b436f757269657251756572795265706c79526561644c656e6774681906b6781c43
+6f757269657251756572795265706c7957726974654c656e6774681906b6684e494b454e616d65704354494448313032
+342d583235353139735369676e6174757265536368656d654e616d656745643235353139`,
+  );
+  const key = encodeCbor("connection_status_event");
+  const body = new Uint8Array(1 + key.length + value.length);
+  body[0] = 0xa1;
+  body.set(key, 1);
+  body.set(value, 1 + key.length);
+  const r = decodeResponse(body);
+  assert.equal(r.kind, "connection_status_event");
+  if (r.kind !== "connection_status_event") return;
+  assert.equal(r.isConnected, true);
+  assert.deepEqual(r.instanceToken, TOKEN);
+  assert.equal(r.sphinxGeometry?.userForwardPayloadLength, 2000);
+  assert.equal(r.sphinxGeometry?.packetLength, 3082);
+  assert.equal(r.sphinxGeometry?.nikeName, "x25519");
+  assert.equal(r.sphinxGeometry?.kemName, "");
+  assert.equal(r.pigeonholeGeometry?.maxPlaintextPayloadLength, 1549);
+  assert.equal(r.pigeonholeGeometry?.courierQueryReplyWriteLength, 1718);
+  assert.equal(r.pigeonholeGeometry?.nikeName, "CTIDH1024-X25519");
+  assert.equal(r.pigeonholeGeometry?.signatureSchemeName, "Ed25519");
+});
+
+function wrap(kind: string, valueHex: string): Uint8Array {
+  const key = encodeCbor(kind);
+  const value = hex(valueHex);
+  const body = new Uint8Array(1 + key.length + value.length);
+  body[0] = 0xa1;
+  body.set(key, 1);
+  body.set(value, 1 + key.length);
+  return body;
+}
+
+Deno.test("decodeResponse() decodes message_sent_event in both forms (A.9)", () => {
+  const ok = decodeResponse(wrap(
+    "message_sent_event",
+    "a46a6d6573736167655f6964f66673757262696450a0a1a2a3a4a5a6a7a8a9aaabacadaeaf6773656e745f61741a6955b900697265706c795f6574611a59682f00",
+  ));
+  assert.deepEqual(ok, {
+    kind: "message_sent_event",
+    messageId: null,
+    surbId: QID,
+    sentAt: 1767225600,
+    replyEta: 1_500_000_000n,
+    err: null,
+  });
+  const bad = decodeResponse(wrap(
+    "message_sent_event",
+    "a56a6d6573736167655f6964f666737572626964f66773656e745f6174f6697265706c795f657461006365727264626f6f6d",
+  ));
+  assert.deepEqual(bad, {
+    kind: "message_sent_event",
+    messageId: null,
+    surbId: null,
+    sentAt: null,
+    replyEta: 0n,
+    err: "boom",
+  });
+});
+
+Deno.test("decodeResponse() keeps uint64 counters above 2^53 exact (A.12)", () => {
+  const r = decodeResponse(wrap(
+    "get_message_box_index_counter_reply",
+    "a36871756572795f696450a0a1a2a3a4a5a6a7a8a9aaabacadaeaf67636f756e7465721b80000000000000056a6572726f725f636f646500",
+  ));
+  assert.equal(r.kind, "get_message_box_index_counter_reply");
+  if (r.kind === "get_message_box_index_counter_reply") {
+    assert.equal(r.counter, 2n ** 63n + 5n);
+  }
+});
+
+Deno.test("decodeResponse() decodes copy command replies with and without detail (A.13)", () => {
+  const ok = decodeResponse(wrap(
+    "start_resending_copy_command_reply",
+    "a26871756572795f696450a0a1a2a3a4a5a6a7a8a9aaabacadaeaf6a6572726f725f636f646500",
+  ));
+  assert.deepEqual(ok, {
+    kind: "start_resending_copy_command_reply",
+    queryId: QID,
+    errorCode: 0,
+    replicaErrorCode: 0,
+    failedEnvelopeIndex: 0n,
+  });
+  const failed = decodeResponse(wrap(
+    "start_resending_copy_command_reply",
+    "a46871756572795f696450a0a1a2a3a4a5a6a7a8a9aaabacadaeaf6a6572726f725f636f6465181a727265706c6963615f6572726f725f636f64650a756661696c65645f656e76656c6f70655f696e64657803",
+  ));
+  assert.deepEqual(failed, {
+    kind: "start_resending_copy_command_reply",
+    queryId: QID,
+    errorCode: 26,
+    replicaErrorCode: 10,
+    failedEnvelopeIndex: 3n,
+  });
+});
+
+Deno.test("decodeResponse() tells nil from empty envelope arrays (A.17)", () => {
+  const empty = decodeResponse(wrap(
+    "create_courier_envelopes_from_payload_reply",
+    "a46871756572795f696450a0a1a2a3a4a5a6a7a8a9aaabacadaeaf69656e76656c6f706573806f6e6578745f646573745f696e646578f66a6572726f725f636f646500",
+  ));
+  assert.equal(empty.kind, "create_courier_envelopes_from_payload_reply");
+  if (empty.kind === "create_courier_envelopes_from_payload_reply") {
+    assert.deepEqual(empty.envelopes, []);
+  }
+  const nil = decodeResponse(wrap(
+    "create_courier_envelopes_from_payload_reply",
+    "a46871756572795f696450a0a1a2a3a4a5a6a7a8a9aaabacadaeaf69656e76656c6f706573f66f6e6578745f646573745f696e646578f66a6572726f725f636f646504",
+  ));
+  if (nil.kind === "create_courier_envelopes_from_payload_reply") {
+    assert.equal(nil.envelopes, null);
+    assert.equal(nil.errorCode, 4);
+  }
+});
+
+Deno.test("decodeResponse() rejects wrong field types with ProtocolError naming the field", () => {
+  const cases: [unknown, RegExp][] = [
+    [
+      { session_token_reply: { app_id: "text", resumed: false } },
+      /'session_token_reply.app_id' is text string/,
+    ],
+    [
+      { session_token_reply: { app_id: new Uint8Array(3), resumed: false } },
+      /has 3 bytes, expected 16/,
+    ],
+    [
+      { session_token_reply: { app_id: TOKEN, resumed: 1 } },
+      /resumed' is integer, expected a boolean/,
+    ],
+    [
+      { new_keypair_reply: { query_id: QID, error_code: 256 } },
+      /error_code' is integer, expected an unsigned integer ≤ 255/,
+    ],
+    [{ new_keypair_reply: { query_id: QID, error_code: -1 } }, /error_code/],
+    [
+      { new_keypair_reply: true },
+      /'new_keypair_reply' is boolean, expected a map/,
+    ],
+    [[1, 2], /'\(envelope\)' is array, expected a map/],
+    [
+      { get_message_box_index_counter_reply: { counter: 1.5 } },
+      /counter' is float/,
+    ],
+  ];
+  for (const [value, re] of cases) {
+    assert.throws(() => decodeResponse(encodeCbor(value)), (err: unknown) => {
+      assert.ok(err instanceof ProtocolError, String(err));
+      assert.match(err.message, re);
+      return true;
+    });
+  }
+  assert.throws(() => decodeResponse(new Uint8Array([0xff])), ProtocolError);
+  assert.throws(() => decodeResponse(new Uint8Array(0)), ProtocolError);
+  assert.throws(
+    () => decodeResponse(new Uint8Array([0xa1, 0x61])),
+    ProtocolError,
+  );
+});
+
+Deno.test("decodeResponse() tolerates unknown keys, missing keys and unknown variants", () => {
+  const r = decodeResponse(
+    encodeCbor({
+      future_event: { x: 1 },
+      session_token_reply: { app_id: TOKEN, extra: 9 },
+    }),
+  );
+  assert.deepEqual(r, {
+    kind: "session_token_reply",
+    appId: TOKEN,
+    resumed: false,
+  });
+  assert.deepEqual(decodeResponse(encodeCbor({ future_event: { x: 1 } })), {
+    kind: "unknown",
+    keys: ["future_event"],
+  });
+});
+
+Deno.test("error mapping follows the Go tables", () => {
+  assert.equal(thinErrorText(13), "Propagation error");
+  assert.equal(thinErrorText(27), "Payload too large");
+  assert.equal(thinErrorText(200), "Unknown thin client error code: 200");
+  for (const code of [1, 10, 11]) {
+    assert.ok(isExpectedOutcome(errorFromResendCode(code)));
+  }
+  for (const code of [2, 3, 4, 9]) {
+    const e = errorFromResendCode(code);
+    assert.ok(e instanceof ReplicaError);
+    assert.equal(isExpectedOutcome(e), false);
+  }
+  assert.equal(errorFromResendCode(24).name, "CancelledError");
+  assert.equal(errorFromResendCode(22).name, "DaemonError");
+  assert.match(
+    errorFromResendCode(32).message,
+    /replica epoch outside tolerance window/,
+  );
+});
+
+Deno.test("decodeResponse() never crashes on random or mutated frames (bounded fuzz)", () => {
+  let seed = 12345;
+  const rnd = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const samples = [
+    hex(A6),
+    encodeCbor({
+      new_keypair_reply: {
+        query_id: QID,
+        write_cap: new Uint8Array(168),
+        error_code: 0,
+      },
+    }),
+  ];
+  let ok = 0;
+  let typed = 0;
+  for (let i = 0; i < 5000; i++) {
+    let input: Uint8Array;
+    if (i % 2 === 0) {
+      input = Uint8Array.from({ length: rnd(64) }, () => rnd(256));
+    } else {
+      const base = samples[rnd(samples.length)]!;
+      input = base.slice(0, rnd(base.length + 1));
+      for (let m = 0; m < 1 + rnd(4); m++) {
+        if (input.length > 0) input[rnd(input.length)] = rnd(256);
+      }
+    }
+    try {
+      decodeResponse(input);
+      ok++;
+    } catch (err) {
+      assert.ok(err instanceof ProtocolError, `not a ProtocolError: ${err}`);
+      typed++;
+    }
+  }
+  assert.equal(ok + typed, 5000);
+  assert.ok(typed > 1000);
+});
