@@ -9,7 +9,7 @@
  *
  * @example Usage
  * ```ts
- * import { parseConfig } from "@katzenpost/thinclient";
+ * import { parseConfig } from "@katzenpost/thinclient/transport";
  * const config = parseConfig(`
  * [Dial]
  *   [Dial.Tcp]
@@ -29,7 +29,7 @@ import { parseToml, TomlSyntaxError } from "./toml.ts";
  *
  * @example Usage
  * ```ts
- * import type { TcpDialConfig } from "@katzenpost/thinclient";
+ * import type { TcpDialConfig } from "@katzenpost/thinclient/transport";
  * const tcp: TcpDialConfig = { address: "[::1]:64331", network: "tcp6" };
  * ```
  */
@@ -50,7 +50,7 @@ export interface TcpDialConfig {
  *
  * @example Usage
  * ```ts
- * import type { UnixDialConfig } from "@katzenpost/thinclient";
+ * import type { UnixDialConfig } from "@katzenpost/thinclient/transport";
  * const path: UnixDialConfig = { address: "/run/kpclientd/thin.sock" };
  * const abstract: UnixDialConfig = { address: "@kpclientd" };
  * ```
@@ -68,7 +68,7 @@ export interface UnixDialConfig {
  *
  * @example Usage
  * ```ts
- * import type { WebSocketDialConfig } from "@katzenpost/thinclient";
+ * import type { WebSocketDialConfig } from "@katzenpost/thinclient/transport";
  * const ws: WebSocketDialConfig = { address: "ws://127.0.0.1:64331/" };
  * ```
  */
@@ -91,7 +91,7 @@ export interface WebSocketDialConfig {
  *
  * @example Usage
  * ```ts
- * import type { DialConfig } from "@katzenpost/thinclient";
+ * import type { DialConfig } from "@katzenpost/thinclient/transport";
  * const dial: DialConfig = { unix: { address: "@kpclientd" } };
  * ```
  */
@@ -105,7 +105,7 @@ export type DialConfig =
  *
  * @example Usage
  * ```ts
- * import type { ThinClientConfig } from "@katzenpost/thinclient";
+ * import type { ThinClientConfig } from "@katzenpost/thinclient/transport";
  * const config: ThinClientConfig = { dial: { tcp: { address: "127.0.0.1:64331" } } };
  * ```
  */
@@ -119,7 +119,7 @@ export interface ThinClientConfig {
  *
  * @example Usage
  * ```ts
- * import type { ParseConfigOptions } from "@katzenpost/thinclient";
+ * import type { ParseConfigOptions } from "@katzenpost/thinclient/transport";
  * const options: ParseConfigOptions = { path: "thinclient.toml" };
  * ```
  */
@@ -133,7 +133,7 @@ export interface ParseConfigOptions {
  *
  * @example Usage
  * ```ts
- * import type { TcpAddress } from "@katzenpost/thinclient";
+ * import type { TcpAddress } from "@katzenpost/thinclient/transport";
  * const addr: TcpAddress = { hostname: "::1", port: 64331 };
  * ```
  */
@@ -196,7 +196,8 @@ const NETWORKS: readonly string[] = ["tcp", "tcp4", "tcp6"];
  *
  * @example Usage
  * ```ts
- * import { ConfigError, parseConfig } from "@katzenpost/thinclient";
+ * import { ConfigError } from "@katzenpost/thinclient";
+ * import { parseConfig } from "@katzenpost/thinclient/transport";
  * try {
  *   parseConfig('[Dial.Pipe]\nAddress = "x"\n');
  * } catch (err) {
@@ -255,7 +256,7 @@ export function parseConfig(
  *
  * @example Usage
  * ```ts
- * import { validateDialConfig } from "@katzenpost/thinclient";
+ * import { validateDialConfig } from "@katzenpost/thinclient/transport";
  * const dial = validateDialConfig({ tcp: { address: "localhost:64331" } });
  * console.log(dial); // { tcp: { address: "localhost:64331" } }
  * ```
@@ -282,7 +283,7 @@ export function validateDialConfig(dial: DialConfig): DialConfig {
  *
  * @example Usage
  * ```ts
- * import { parseTcpAddress } from "@katzenpost/thinclient";
+ * import { parseTcpAddress } from "@katzenpost/thinclient/transport";
  * console.log(parseTcpAddress("[::1]:64331")); // { hostname: "::1", port: 64331 }
  * ```
  */

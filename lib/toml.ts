@@ -23,6 +23,7 @@ import { parse, TomlError } from "smol-toml";
  * ```
  */
 export class TomlSyntaxError extends SyntaxError {
+  /** Always `TomlSyntaxError`. */
   override readonly name: string = "TomlSyntaxError";
   /** 1-based line of the error. */
   readonly line: number;

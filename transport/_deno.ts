@@ -1,0 +1,155 @@
+// Deno implementation of the TCP and Unix socket transports. Only referenced
+// when `globalThis.Deno` exists; it touches `Deno` only inside functions.
+import type { Conn } from "../lib/conn.ts";
+import { _ioError } from "./_errors.ts";
+import type { _SocketBackend } from "./_runtime.ts";
+
+const READ_SIZE = 64 * 1024;
+
+/** Wraps a Deno connection into a {@linkcode Conn} driven by read()/write(). */
+export function _wrapDenoConn(conn: Deno.Conn, label: string): Conn {
+  let closed = false;
+  const close = (): void => {
+    if (closed) return;
+    closed = true;
+    try {
+      conn.close();
+    } catch {
+      // Already closed by Deno: nothing to release.
+    }
+  };
+  const buffer = new Uint8Array(READ_SIZE);
+  const readable = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (closed) {
+        controller.close();
+        return;
+      }
+      let n: number | null;
+      try {
+        n = await conn.read(buffer);
+      } catch (err) {
+        if (closed) {
+          controller.close();
+        } else {
+          controller.error(_ioError("read from", label, err));
+          close();
+        }
+        return;
+      }
+      if (n === null) {
+        controller.close();
+        return;
+      }
+      controller.enqueue(buffer.slice(0, n));
+    },
+    cancel() {
+      close();
+    },
+  });
+  const writable = new WritableStream<Uint8Array>({
+    async write(chunk) {
+      if (closed) throw _ioError("write to", label);
+      try {
+        let offset = 0;
+        while (offset < chunk.length) {
+          offset += await conn.write(chunk.subarray(offset));
+        }
+      } catch (err) {
+        throw closed
+          ? _ioError("write to", label)
+          : _ioError("write to", label, err);
+      }
+    },
+    async close() {
+      if (closed) return;
+      try {
+        await conn.closeWrite();
+      } catch {
+        // The peer may be gone already; closing is best effort.
+      }
+    },
+    abort() {
+      close();
+    },
+  });
+  return { readable, writable, remoteAddress: label, close };
+}
+
+function _isIpLiteral(hostname: string): boolean {
+  return hostname.includes(":") || /^\d{1,3}(\.\d{1,3}){3}$/.test(hostname);
+}
+
+async function _connectTcp(
+  hostname: string,
+  port: number,
+  signal: AbortSignal | undefined,
+): Promise<Deno.TcpConn> {
+  const options: Deno.ConnectOptions = { hostname, port, transport: "tcp" };
+  if (signal !== undefined) options.signal = signal;
+  const conn = await Deno.connect(options);
+  try {
+    conn.setNoDelay(true);
+  } catch {
+    // Nagle only affects latency; a failure here is not worth a failed dial.
+  }
+  return conn;
+}
+
+/** The Deno socket backend. */
+export const _denoBackend: _SocketBackend = {
+  get platform(): string {
+    return Deno.build.os;
+  },
+  async dialTcp(hostname, port, family, label, signal) {
+    if (family === 0 || _isIpLiteral(hostname)) {
+      return _wrapDenoConn(await _connectTcp(hostname, port, signal), label);
+    }
+    // tcp4/tcp6 with a name: resolve with getaddrinfo (honours /etc/hosts),
+    // then try each address of the wanted family in turn.
+    const dns = await import("node:dns");
+    const found = await dns.promises.lookup(hostname, { family, all: true });
+    let last: unknown = new Error(
+      `No IPv${family} address found for '${hostname}'`,
+    );
+    for (const { address } of found) {
+      signal?.throwIfAborted();
+      try {
+        return _wrapDenoConn(await _connectTcp(address, port, signal), label);
+      } catch (err) {
+        last = err;
+      }
+    }
+    throw last;
+  },
+  dialUnix(path, label, signal) {
+    // Deno.connect has no signal for Unix sockets; a local connect finishes
+    // at once, but race it anyway and close a connection that comes too late.
+    const pending = Deno.connect({ transport: "unix", path });
+    if (signal === undefined) {
+      return pending.then((c) => _wrapDenoConn(c, label));
+    }
+    return new Promise<Conn>((resolve, reject) => {
+      const onAbort = (): void => {
+        reject(signal.reason);
+        pending.then((c) => c.close(), () => {});
+      };
+      if (signal.aborted) return onAbort();
+      signal.addEventListener("abort", onAbort, { once: true });
+      pending.then(
+        (c) => {
+          signal.removeEventListener("abort", onAbort);
+          if (signal.aborted) return;
+          resolve(_wrapDenoConn(c, label));
+        },
+        (err) => {
+          signal.removeEventListener("abort", onAbort);
+          reject(err);
+        },
+      );
+    });
+  },
+  readTextFile(path) {
+    return Deno.readTextFile(path);
+  },
+};
