@@ -55,6 +55,14 @@ export class MessageBoxIndex {
   equals(other: MessageBoxIndex): boolean {
     return bytesEqual(this.bytes, other.bytes);
   }
+  /** Keeps the key material out of logs. */
+  toString(): string {
+    return "MessageBoxIndex(<secret>)";
+  }
+  /** Keeps the key material out of JSON. */
+  toJSON(): string {
+    return "MessageBoxIndex(<secret>)";
+  }
 }
 
 /**
