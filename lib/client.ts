@@ -124,7 +124,7 @@ export interface ThinClientOptions {
    */
   reconnect?: boolean | ReconnectOptions;
   /**
-   * Milliseconds allowed for each handshake. The daemon may wait up to 30 s
+   * Milliseconds allowed for each dial and handshake. The daemon may wait up to 30 s
    * for a PKI document before its first frame.
    * @default {60000}
    */
@@ -205,6 +205,38 @@ function checkLength(what: string, value: Uint8Array, length: number): void {
     throw new RangeError(
       `Cannot use ${what}: length ${value.length} is not ${length} bytes`,
     );
+  }
+}
+
+// Request fields holding caps and indices: the daemon drops the connection on
+// a wrong length, and the client would re-send the request after every
+// reconnect, so they are checked before anything is sent.
+const CAP_FIELDS: readonly (readonly [string, number])[] = [
+  ["readCap", ReadCap.LENGTH],
+  ["writeCap", WriteCap.LENGTH],
+  ["messageBoxIndex", MessageBoxIndex.LENGTH],
+  ["destWriteCap", WriteCap.LENGTH],
+  ["destStartIndex", MessageBoxIndex.LENGTH],
+  ["messageWriteCap", WriteCap.LENGTH],
+];
+
+function checkCapFields(request: Request): void {
+  const fields = request as unknown as Record<string, unknown>;
+  for (const [name, length] of CAP_FIELDS) {
+    const value = fields[name];
+    if (value !== null && value !== undefined) {
+      checkLength(name, value as Uint8Array, length);
+    }
+  }
+  if (request.kind === "create_courier_envelopes_from_multi_payload") {
+    for (const d of request.destinations) {
+      checkLength("destinations.writeCap", d.writeCap, WriteCap.LENGTH);
+      checkLength(
+        "destinations.startIndex",
+        d.startIndex,
+        MessageBoxIndex.LENGTH,
+      );
+    }
   }
 }
 
@@ -455,13 +487,19 @@ export class ThinClient implements AsyncDisposable {
    * ```
    */
   events(options: EventsOptions = {}): AsyncIterableIterator<ThinClientEvent> {
-    const queue: EventQueue = new EventQueue(
+    // `queue` is still unset when the constructor ends the queue of an
+    // already aborted signal; such a queue is never subscribed.
+    let queue: EventQueue | undefined = undefined;
+    queue = new EventQueue(
       options.bufferSize ?? 1024,
-      () => this.#subscribers.delete(queue),
+      () => {
+        if (queue !== undefined) this.#subscribers.delete(queue);
+      },
       options.signal,
     );
-    if (this.#state === "closed") queue.end();
-    else this.#subscribers.add(queue);
+    if (this.#state === "closed" || options.signal?.aborted === true) {
+      queue.end();
+    } else this.#subscribers.add(queue);
     return queue;
   }
 
@@ -838,6 +876,8 @@ export class ThinClient implements AsyncDisposable {
    * @param request The request (with a fresh `queryId`).
    * @param options Abort signal.
    * @returns The reply of the matching kind.
+   * @throws {RangeError} When the query id, a capability or a box index has
+   *   the wrong length (nothing is sent).
    * @throws {ClientClosedError} When the client closes before the reply.
    *
    * @example Usage
@@ -853,6 +893,7 @@ export class ThinClient implements AsyncDisposable {
     try {
       this.#assertOpen();
       checkLength("queryId", request.queryId, ID_LENGTH);
+      checkCapFields(request);
       options.signal?.throwIfAborted();
     } catch (err) {
       return Promise.reject(err);
@@ -1808,21 +1849,8 @@ export class ThinClient implements AsyncDisposable {
   /** Dials, runs the handshake, installs the connection. */
   async #dialAndHandshake(signal: AbortSignal): Promise<Handshake> {
     signal.throwIfAborted();
-    let conn: Conn;
-    try {
-      conn = await this.#dialer.dial({ signal });
-    } catch (err) {
-      if (signal.aborted) throw abortReason(signal);
-      if (err instanceof ThinClientError) throw err;
-      throw new ConnectionError(
-        `Cannot dial daemon at '${this.#dialer.address}'`,
-        {
-          cause: err,
-        },
-      );
-    }
-    const frames = readFrames(conn.readable, this.#maxFrameSize)
-      [Symbol.asyncIterator]();
+    // The timeout covers the dial too: a dial that never completes must not
+    // stall connect() or the reconnect loop.
     const timeoutCtl = new AbortController();
     const timer = setTimeout(
       () =>
@@ -1834,6 +1862,32 @@ export class ThinClient implements AsyncDisposable {
       this.#handshakeTimeout,
     );
     const hsSignal = AbortSignal.any([signal, timeoutCtl.signal]);
+    let conn: Conn;
+    try {
+      conn = await this.#dialer.dial({ signal: hsSignal });
+    } catch (err) {
+      clearTimeout(timer);
+      if (hsSignal.aborted) throw abortReason(hsSignal);
+      if (err instanceof ThinClientError) throw err;
+      throw new ConnectionError(
+        `Cannot dial daemon at '${this.#dialer.address}'`,
+        {
+          cause: err,
+        },
+      );
+    }
+    if (hsSignal.aborted) {
+      // A dialer that ignored the signal: its late connection is not used.
+      clearTimeout(timer);
+      try {
+        conn.close();
+      } catch {
+        // ignore
+      }
+      throw abortReason(hsSignal);
+    }
+    const frames = readFrames(conn.readable, this.#maxFrameSize)
+      [Symbol.asyncIterator]();
     const onAbort = (): void => {
       try {
         conn.close();
@@ -1879,7 +1933,8 @@ export class ThinClient implements AsyncDisposable {
           "Cannot complete handshake: connection_status_event lacks a geometry (incompatible daemon)",
         );
       }
-      this.#applyStatus(first, false);
+      // On a reconnect the status may have changed while we were away.
+      this.#applyStatus(first, this.#sphinx !== null);
       let second = await next();
       while (second.kind === "connection_status_event") {
         this.#applyStatus(second, true);

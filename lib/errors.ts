@@ -22,6 +22,7 @@
  * ```
  */
 export class ThinClientError extends Error {
+  /** The error class name. */
   override readonly name: string = "ThinClientError";
   /**
    * Creates an error.
@@ -45,6 +46,7 @@ export class ThinClientError extends Error {
  * ```
  */
 export class ConnectionError extends ThinClientError {
+  /** The error class name. */
   override readonly name: string = "ConnectionError";
 }
 
@@ -59,6 +61,7 @@ export class ConnectionError extends ThinClientError {
  * ```
  */
 export class ClientClosedError extends ThinClientError {
+  /** The error class name. */
   override readonly name: string = "ClientClosedError";
   /**
    * Creates the error.
@@ -83,6 +86,7 @@ export class ClientClosedError extends ThinClientError {
  * ```
  */
 export class ProtocolError extends ThinClientError {
+  /** The error class name. */
   override readonly name: string = "ProtocolError";
 }
 
@@ -97,6 +101,7 @@ export class ProtocolError extends ThinClientError {
  * ```
  */
 export class ConfigError extends ThinClientError {
+  /** The error class name. */
   override readonly name: string = "ConfigError";
   /** The offending key, dotted (for example `Dial.Tcp.Adress`), when one is to blame. */
   readonly key: string | undefined;
@@ -277,6 +282,7 @@ export function replicaErrorText(code: number): string {
  * ```
  */
 export class DaemonError extends ThinClientError {
+  /** The error class name. */
   override readonly name: string = "DaemonError";
   /** The thin-namespace error code. */
   readonly code: number;
@@ -315,6 +321,7 @@ export class DaemonError extends ThinClientError {
  * ```
  */
 export class CancelledError extends DaemonError {
+  /** The error class name. */
   override readonly name: string = "CancelledError";
   /**
    * Creates the error.
@@ -340,6 +347,7 @@ export class CancelledError extends DaemonError {
  * ```
  */
 export class CopyCommandError extends DaemonError {
+  /** The error class name. */
   override readonly name: string = "CopyCommandError";
   /** Replica-namespace reason; 0 when the courier had no replica answer. */
   readonly replicaCode: number;
@@ -375,6 +383,7 @@ export class CopyCommandError extends DaemonError {
  * ```
  */
 export class ReplicaError extends ThinClientError {
+  /** The error class name. */
   override readonly name: string = "ReplicaError";
   /** The replica-namespace code. */
   readonly code: number;
@@ -406,6 +415,7 @@ export class ReplicaError extends ThinClientError {
  * ```
  */
 export class PayloadTooLargeError extends ThinClientError {
+  /** The error class name. */
   override readonly name: string = "PayloadTooLargeError";
   /** Size given. */
   readonly size: number;

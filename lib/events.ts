@@ -89,7 +89,9 @@ export class EventQueue implements AsyncIterableIterator<ThinClientEvent> {
   readonly #max: number;
   #dropped = 0;
   #done = false;
-  #waiter: ((r: IteratorResult<ThinClientEvent>) => void) | null = null;
+  // Every pending next() call, oldest first (callers may call next() again
+  // before the previous promise settles).
+  readonly #waiters: ((r: IteratorResult<ThinClientEvent>) => void)[] = [];
   readonly #onEnd: () => void;
   readonly #signal: AbortSignal | undefined;
   readonly #abort = (): void => {
@@ -112,10 +114,9 @@ export class EventQueue implements AsyncIterableIterator<ThinClientEvent> {
   /** Adds an event; drops the oldest when full. */
   push(event: ThinClientEvent): void {
     if (this.#done) return;
-    if (this.#waiter !== null && this.#dropped === 0) {
-      const w = this.#waiter;
-      this.#waiter = null;
-      w({ value: event, done: false });
+    const waiter = this.#dropped === 0 ? this.#waiters.shift() : undefined;
+    if (waiter !== undefined) {
+      waiter({ value: event, done: false });
       return;
     }
     if (this.#buffer.length >= this.#max) {
@@ -131,9 +132,7 @@ export class EventQueue implements AsyncIterableIterator<ThinClientEvent> {
     this.#done = true;
     this.#signal?.removeEventListener("abort", this.#abort);
     this.#onEnd();
-    if (this.#waiter !== null) {
-      const w = this.#waiter;
-      this.#waiter = null;
+    for (const w of this.#waiters.splice(0)) {
       w({ value: undefined, done: true });
     }
   }
@@ -153,7 +152,7 @@ export class EventQueue implements AsyncIterableIterator<ThinClientEvent> {
     }
     if (this.#done) return Promise.resolve({ value: undefined, done: true });
     return new Promise((resolve) => {
-      this.#waiter = resolve;
+      this.#waiters.push(resolve);
     });
   }
 

@@ -47,7 +47,10 @@ export interface FakeListener {
 export interface ListenOptions {
   /** TCP/WS port. @default 0 (any free port) */
   port?: number;
-  /** Unix socket path. @default a file in a new temporary directory */
+  /**
+   * Unix socket path, or `@name` for a Linux abstract socket.
+   * @default a file in a new temporary directory
+   */
   path?: string;
 }
 
@@ -230,8 +233,12 @@ async function listenUnix(
     path = `${dir}/kpclientd.sock`;
   }
   const socketPath = path;
+  // "@name" is a Linux abstract socket, named as Go names it: a NUL byte and
+  // the name, exact length (Deno binds and connects "\0name" that way).
+  const abstract = socketPath.startsWith("@");
+  const osPath = abstract ? `\0${socketPath.slice(1)}` : socketPath;
   const open = () =>
-    Deno.listen({ transport: "unix", path: socketPath }) as Deno.Listener;
+    Deno.listen({ transport: "unix", path: osPath }) as Deno.Listener;
   const first = open();
   const dialer: Dialer = {
     address: `unix ${socketPath}`,
@@ -239,7 +246,7 @@ async function listenUnix(
       dialDeno(
         `unix ${socketPath}`,
         opts?.signal,
-        () => Deno.connect({ transport: "unix", path: socketPath }),
+        () => Deno.connect({ transport: "unix", path: osPath }),
       ),
   };
   return new DenoListener(
@@ -249,7 +256,7 @@ async function listenUnix(
     open,
     onAccept,
     async () => {
-      await Deno.remove(socketPath).catch(() => {});
+      if (!abstract) await Deno.remove(socketPath).catch(() => {});
       if (dir !== null) {
         await Deno.remove(dir, { recursive: true }).catch(
           () => {},

@@ -236,7 +236,11 @@ export interface FakeDaemonOptions {
   transport?: FakeTransport;
   /** TCP/WebSocket port. @default 0 (any free port) */
   port?: number;
-  /** Unix socket path. @default a socket in a new temporary directory */
+  /**
+   * Unix socket path, or `@name` for a Linux abstract socket (a NUL byte and
+   * the name, exact length, as Go binds it).
+   * @default a socket in a new temporary directory
+   */
   path?: string;
   /** Send Go full-form envelopes (all 25 keys, unused ones null). @default true */
   goFullForm?: boolean;
