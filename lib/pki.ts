@@ -268,7 +268,7 @@ function parseReplica(v: unknown, where: string): ReplicaDescriptor {
  * ```ts
  * import { parsePkiDocument } from "@katzenpost/thinclient";
  * import { buildPkiDocument } from "@katzenpost/thinclient/testing";
- * const doc = parsePkiDocument(buildPkiDocument({ epoch: 42n }));
+ * const doc = parsePkiDocument(buildPkiDocument({ epoch: 42 }).payload);
  * console.log(doc.epoch); // 42n
  * ```
  */
@@ -322,7 +322,7 @@ export function parsePkiDocument(payload: Uint8Array): PkiDocument {
  * ```ts
  * import { findServices, parsePkiDocument } from "@katzenpost/thinclient";
  * import { buildPkiDocument } from "@katzenpost/thinclient/testing";
- * const doc = parsePkiDocument(buildPkiDocument());
+ * const doc = parsePkiDocument(buildPkiDocument().payload);
  * console.log(findServices(doc, "echo")[0]?.endpoint); // "+echo"
  * ```
  */

@@ -63,7 +63,7 @@ count_deno() { # log status label
 }
 
 say "Installing tools (tools/package.json)"
-(cd tools && npm ci --no-audit --no-fund --loglevel=error) || {
+bash scripts/install_tools.sh || {
   echo "Cannot install tools: npm ci failed in tools/"
   echo "0 passed, 1 failed"
   exit 1
