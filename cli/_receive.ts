@@ -1,0 +1,451 @@
+/**
+ * `pigeonhole-cp receive`: reads the header from box 0, then the file with
+ * pipelined reads, into a private part file (resumable) that is fsynced,
+ * checked (size, SHA-256) and renamed without overwriting; or to stdout.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { MessageBoxIndex, type ReadCap } from "../lib/caps.ts";
+import type { ThinClient } from "../lib/client.ts";
+import { ReplicaError, ReplicaErrorCode } from "../lib/errors.ts";
+import { type CommandEnv, printResult } from "./_env.ts";
+import { CliError, ExitCode, fsReason } from "./_errors.ts";
+import { decodeHeader, type FileHeader, nameProblem } from "./_format.ts";
+import { hashFile, sha256, sha256Of, toHex, writeAllTo } from "./_io.ts";
+import { pipelinedRead } from "./_pipeline.ts";
+import { formatBytes } from "./_progress.ts";
+
+/** Options of the receive command. */
+export interface ReceiveOptions {
+  /** A directory, or `-` for standard output. */
+  dest: string;
+  /** Reads in flight. */
+  window: number;
+  /** Milliseconds allowed between boxes once the header arrived (0 = none). */
+  idleMs: number;
+  /** Refuse announced sizes above this. */
+  maxSize: number | null;
+  /** Forget saved progress first. */
+  fresh: boolean;
+}
+
+const CHECKPOINT_MS = 1000;
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+}
+
+function deleted(box: number, err: unknown): CliError {
+  return new CliError(
+    ExitCode.Integrity,
+    `Cannot receive: box ${box} of the transfer was deleted (tombstone)`,
+    { cause: err },
+  );
+}
+
+/**
+ * Runs `receive`.
+ *
+ * @returns The exit code.
+ */
+export async function runReceive(
+  o: ReceiveOptions,
+  caps: { readCap: ReadCap; index: MessageBoxIndex },
+  env: CommandEnv,
+): Promise<number> {
+  const toStdout = o.dest === "-";
+  let dir = "";
+  if (!toStdout) {
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.stat(o.dest);
+      dir = await Deno.realPath(o.dest);
+    } catch (err) {
+      throw new CliError(
+        ExitCode.Input,
+        `Cannot receive into '${o.dest}': ${fsReason(err)}`,
+        { cause: err },
+      );
+    }
+    if (!info.isDirectory) {
+      throw new CliError(
+        ExitCode.Input,
+        `Cannot receive into '${o.dest}': not a directory`,
+      );
+    }
+  }
+  const key = "receive:" + toHex(sha256Of(
+    new TextEncoder().encode("pigeonhole-cp receive\0"),
+    caps.readCap.bytes,
+    caps.index.bytes,
+    new TextEncoder().encode(dir),
+  ));
+  const store = toStdout ? null : env.store;
+  let stored = store?.get(key)?.record;
+  if (stored !== undefined) {
+    const part = stored["part"];
+    let usable = false;
+    if (typeof part === "string" && !o.fresh) {
+      try {
+        const st = await Deno.lstat(part);
+        usable = st.isFile && st.size >= (stored["bytes"] as number);
+      } catch { /* gone */ }
+      if (!usable) {
+        env.progress.note("the partial file is gone; starting over");
+      }
+    }
+    if (!usable) {
+      if (typeof part === "string") await Deno.remove(part).catch(() => {});
+      store!.delete(key);
+      stored = undefined;
+    }
+  }
+  const started = env.now();
+  const client = await env.connect();
+  try {
+    return await receive(o, caps, env, client, {
+      key,
+      dir,
+      stored,
+      started,
+      store,
+    });
+  } finally {
+    await client.close();
+  }
+}
+
+async function receive(
+  o: ReceiveOptions,
+  caps: { readCap: ReadCap; index: MessageBoxIndex },
+  env: CommandEnv,
+  client: ThinClient,
+  s: {
+    key: string;
+    dir: string;
+    stored: Record<string, unknown> | undefined;
+    started: number;
+    store: CommandEnv["store"];
+  },
+): Promise<number> {
+  const toStdout = o.dest === "-";
+  const { signal } = env;
+  const hash = sha256();
+  let header: FileHeader;
+  let file: Deno.FsFile | null = null;
+  let part = "";
+  let bytes: number;
+  let boxes: number;
+  let next: MessageBoxIndex;
+  let capacity: number;
+  const resumed = s.stored !== undefined;
+
+  if (s.stored !== undefined) {
+    const r = s.stored;
+    header = {
+      name: r["name"] as string,
+      size: r["size"] as number,
+      sha256: r["sha256"] instanceof Uint8Array ? r["sha256"] : null,
+    };
+    part = r["part"] as string;
+    bytes = r["bytes"] as number;
+    boxes = r["boxes"] as number;
+    next = new MessageBoxIndex(r["nextIndex"] as Uint8Array);
+    capacity = r["capacity"] as number;
+    try {
+      file = await Deno.open(part, { read: true, write: true });
+      await file.truncate(bytes);
+      await file.seek(bytes, Deno.SeekMode.Start);
+      const { size } = await hashFile(part, bytes, hash);
+      if (size !== bytes) {
+        throw new Error("partial file is shorter than recorded");
+      }
+    } catch (err) {
+      file?.close();
+      throw new CliError(
+        ExitCode.Input,
+        `Cannot resume into '${part}': ${fsReason(err)}`,
+        { cause: err },
+      );
+    }
+    env.progress.note(
+      `resuming '${header.name}': ${
+        formatBytes(bytes)
+      } in ${boxes} boxes already received`,
+    );
+  } else {
+    env.progress.update({
+      phase: "wait",
+      bytes: 0,
+      totalBytes: 0,
+      boxes: 0,
+      totalBoxes: null,
+    });
+    const env0 = await client.encryptRead(caps.readCap, caps.index, { signal });
+    let box0: Uint8Array;
+    try {
+      const r = await client.startResendingEncryptedMessage(
+        { readCap: caps.readCap, messageBoxIndex: caps.index, ...env0 },
+        { signal },
+      );
+      box0 = r.plaintext ?? new Uint8Array(0);
+    } catch (err) {
+      if (
+        err instanceof ReplicaError && err.code === ReplicaErrorCode.Tombstone
+      ) throw deleted(0, err);
+      throw err;
+    }
+    const decoded = decodeHeader(box0);
+    header = decoded.header;
+    const problem = nameProblem(header.name);
+    if (problem !== null) {
+      throw new CliError(
+        ExitCode.Integrity,
+        `Cannot receive: the sender's file name ${
+          JSON.stringify(header.name.slice(0, 300))
+        } is unsafe: ${problem}`,
+      );
+    }
+    if (o.maxSize !== null && header.size > o.maxSize) {
+      throw new CliError(
+        ExitCode.Integrity,
+        `Cannot receive '${header.name}': its announced size ${header.size} exceeds --max-size ${o.maxSize}`,
+      );
+    }
+    if (!toStdout) {
+      const final = join(s.dir, header.name);
+      if (await exists(final)) {
+        throw new CliError(
+          ExitCode.Conflict,
+          `Cannot receive '${header.name}': '${final}' already exists (move it away, or receive into another directory)`,
+        );
+      }
+      part = join(s.dir, `.pigeonhole-cp-${s.key.slice(8, 24)}.part`);
+      try {
+        file = await Deno.open(part, {
+          write: true,
+          create: true,
+          truncate: true,
+          mode: 0o600,
+        });
+      } catch (err) {
+        throw new CliError(
+          ExitCode.Input,
+          `Cannot create '${part}': ${fsReason(err)}`,
+          { cause: err },
+        );
+      }
+    }
+    const take = decoded.rest.subarray(
+      0,
+      Math.min(decoded.rest.length, header.size),
+    );
+    hash.update(take);
+    if (file !== null) await writeAllTo(file, take);
+    else await env.stdout.bytes(take);
+    bytes = take.length;
+    boxes = 1;
+    next = env0.nextMessageBoxIndex;
+    capacity = Math.max(1, box0.length);
+  }
+
+  const record = (): Record<string, unknown> => ({
+    v: 1,
+    name: header.name,
+    size: header.size,
+    sha256: header.sha256,
+    part,
+    bytes,
+    boxes,
+    nextIndex: next.bytes,
+    capacity,
+  });
+  let lastCheckpoint = env.now();
+  const checkpoint = async (force: boolean): Promise<void> => {
+    if (s.store === null || file === null) return;
+    if (!force && env.now() - lastCheckpoint < CHECKPOINT_MS) return;
+    await file.syncData();
+    s.store.put(s.key, "receive", record());
+    lastCheckpoint = env.now();
+  };
+  const estimate = (): number => Math.ceil((header.size - bytes) / capacity);
+  const report = (): void =>
+    env.progress.update({
+      phase: "receive",
+      bytes,
+      totalBytes: header.size,
+      boxes,
+      totalBoxes: boxes + estimate(),
+    });
+
+  let ok = false;
+  try {
+    await checkpoint(true);
+    report();
+    if (bytes < header.size) {
+      try {
+        await pipelinedRead({
+          client,
+          readCap: caps.readCap,
+          index: next,
+          window: o.window,
+          signal,
+          idleMs: o.idleMs,
+          wanted: estimate,
+          onBox: async (data, after) => {
+            if (data.length === 0) {
+              throw new CliError(
+                ExitCode.Integrity,
+                `Cannot receive '${header.name}': box ${boxes} is empty`,
+              );
+            }
+            capacity = Math.max(capacity, data.length);
+            const take = data.subarray(
+              0,
+              Math.min(data.length, header.size - bytes),
+            );
+            hash.update(take);
+            if (file !== null) await writeAllTo(file, take);
+            else await env.stdout.bytes(take);
+            bytes += take.length;
+            boxes++;
+            next = after;
+            await checkpoint(false);
+            report();
+            return bytes < header.size;
+          },
+        });
+      } catch (err) {
+        if (
+          err instanceof ReplicaError &&
+          err.code === ReplicaErrorCode.Tombstone
+        ) throw deleted(boxes, err);
+        if (
+          err instanceof DOMException && err.name === "TimeoutError" &&
+          !signal.aborted
+        ) {
+          throw new CliError(
+            ExitCode.Timeout,
+            `Timed out: no box arrived for ${
+              o.idleMs / 1000
+            } s after box ${boxes} (is the sender still sending? rerun to resume)`,
+            { cause: err },
+          );
+        }
+        throw err;
+      }
+    }
+    env.progress.finish();
+    const digest = new Uint8Array(hash.digest());
+    if (header.sha256 !== null && !sameBytes(digest, header.sha256)) {
+      if (file !== null) {
+        file.close();
+        file = null;
+        await Deno.remove(part).catch(() => {});
+      }
+      s.store?.delete(s.key);
+      ok = true; // nothing left to resume
+      throw new CliError(
+        ExitCode.Integrity,
+        `Integrity check failed for '${header.name}': SHA-256 is ${
+          toHex(digest)
+        }, the sender announced ${toHex(header.sha256)}${
+          toStdout ? " (the data already written to stdout is corrupt)" : ""
+        }`,
+      );
+    }
+    let where = "-";
+    if (file !== null) {
+      await file.sync();
+      const size = (await file.stat()).size;
+      file.close();
+      file = null;
+      if (size !== header.size) {
+        throw new CliError(
+          ExitCode.Integrity,
+          `Integrity check failed for '${header.name}': wrote ${size} bytes, the sender announced ${header.size}`,
+        );
+      }
+      where = join(s.dir, header.name);
+      await publish(part, where, header.name);
+      s.store?.delete(s.key);
+    }
+    ok = true;
+    if (header.sha256 === null) {
+      env.progress.note(
+        "the sender announced no SHA-256 (upstream pigeonhole-cp?): only the size was checked",
+      );
+    }
+    const secs = Math.max(0, (env.now() - s.started) / 1000);
+    printResult(
+      toStdout ? env.stderr : env.stdout,
+      env.json,
+      `received ${header.size} bytes in ${boxes} box(es) -> ${where}`,
+      {
+        event: "done",
+        command: "receive",
+        name: header.name,
+        path: toStdout ? null : where,
+        bytes: header.size,
+        boxes,
+        seconds: Number(secs.toFixed(3)),
+        sha256: toHex(digest),
+        verified: header.sha256 === null ? "size" : "sha256",
+        resumed,
+      },
+    );
+    return ExitCode.Ok;
+  } finally {
+    if (!ok && file !== null) {
+      await checkpoint(true).catch(() => {});
+    }
+    file?.close();
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** Moves the part file to its final name without overwriting anything. */
+async function publish(
+  part: string,
+  final: string,
+  name: string,
+): Promise<void> {
+  const conflict = (): CliError =>
+    new CliError(
+      ExitCode.Conflict,
+      `Cannot save '${name}': '${final}' appeared meanwhile; the complete file is kept as '${part}' (move '${final}' away and rerun to finish)`,
+    );
+  try {
+    await Deno.link(part, final);
+    await Deno.remove(part);
+  } catch (err) {
+    if (err instanceof Deno.errors.AlreadyExists) throw conflict();
+    // No hard links here (some file systems): check, then rename.
+    if (await exists(final)) throw conflict();
+    try {
+      await Deno.rename(part, final);
+    } catch (err2) {
+      throw new CliError(
+        ExitCode.Failure,
+        `Cannot save '${final}': ${fsReason(err2)}`,
+        { cause: err2 },
+      );
+    }
+  }
+  try {
+    using d = await Deno.open(final.slice(0, final.lastIndexOf("/")) || "/", {
+      read: true,
+    });
+    await d.sync();
+  } catch { /* not supported everywhere */ }
+}
