@@ -290,6 +290,7 @@ export class ThinClient implements AsyncDisposable {
   #isConnected = false;
   #daemonToken: Uint8Array = new Uint8Array(ID_LENGTH);
   #appId: Uint8Array = new Uint8Array(ID_LENGTH);
+  #resumed = false;
   #sphinx: SphinxGeometry | null = null;
   #pigeonhole: PigeonholeGeometry | null = null;
   #document: PkiDocument | null = null;
@@ -388,6 +389,21 @@ export class ThinClient implements AsyncDisposable {
    */
   get appId(): Uint8Array {
     return this.#appId.slice();
+  }
+
+  /**
+   * Whether the latest handshake resumed an existing daemon session (same
+   * instance token, within the daemon's grace period) rather than starting a
+   * new one.
+   *
+   * @example Usage
+   * ```ts ignore
+   * const client = await connect("thinclient.toml", { instanceToken: saved });
+   * if (!client.resumed) console.log("session expired: in-flight operations are gone");
+   * ```
+   */
+  get resumed(): boolean {
+    return this.#resumed;
   }
 
   /**
@@ -1959,6 +1975,7 @@ export class ThinClient implements AsyncDisposable {
         const resp = await next();
         if (resp.kind === "session_token_reply") {
           this.#appId = resp.appId;
+          this.#resumed = resp.resumed;
           return { frames, resumed: resp.resumed, appId: resp.appId };
         }
         this.#dispatch(resp);

@@ -263,10 +263,12 @@ Deno.test("ThinClient with the instanceToken option resumes a detached session",
   const first = await connectTo(fake);
   const token = first.instanceToken;
   const appId = first.appId;
+  assert.equal(first.resumed, false);
   await first.detach();
   await fake.waitForConnections(0);
   assert.equal(fake.hasSession(token), true);
   await using second = await connectTo(fake, { instanceToken: token });
+  assert.equal(second.resumed, true);
   assert.deepEqual(second.instanceToken, token);
   assert.deepEqual(second.appId, appId, "same daemon session");
   assert.equal(receivedOf(fake, "thin_close").length, 0);
@@ -274,6 +276,7 @@ Deno.test("ThinClient with the instanceToken option resumes a detached session",
   assert.deepEqual(tokens[1]!.body["client_instance_token"], token);
   // A new client without the token gets a new session.
   await using third = await connectTo(fake);
+  assert.equal(third.resumed, false);
   assert.notDeepEqual(third.appId, appId);
 });
 

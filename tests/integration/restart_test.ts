@@ -1,0 +1,87 @@
+/**
+ * kpclientd killed and restarted while calls are pending: the client
+ * reconnects on its own, every pending call settles, nothing hangs.
+ */
+import assert from "node:assert/strict";
+import {
+  ConnectionError,
+  ThinClientError,
+  type ThinClientEvent,
+} from "../../mod.ts";
+import { connectReal, enc, itest, mixnet, within } from "./_mixnet.ts";
+
+itest(
+  "real kpclientd restarted during operations: reconnect, replay, pending calls settle",
+  async () => {
+    await using client = await connectReal("tcp", {
+      reconnect: { initialDelay: 200, maxDelay: 1000 },
+    });
+    const events = client.events({ signal: within(240) });
+    const echo = client.getService("echo");
+
+    // A read of a box nobody writes waits in the daemon's ARQ until cancelled.
+    const { readCap, firstMessageIndex } = await client.newKeypair(undefined, {
+      signal: within(30),
+    });
+    const env = await client.encryptRead(readCap, firstMessageIndex, {
+      signal: within(60),
+    });
+    const readCtl = new AbortController();
+    const read = client.startResendingEncryptedMessage(
+      { readCap, messageBoxIndex: firstMessageIndex, ...env },
+      { signal: AbortSignal.any([readCtl.signal, within(240)]) },
+    );
+    const readSettled = read.then(() => "resolved", (err) => err);
+    const send = client.blockingSendMessage(
+      enc.encode("across restart"),
+      echo.destinationIdHash,
+      echo.recipientQueueId,
+      {
+        signal: within(240),
+      },
+    ).then(() => "resolved", (err) => err);
+    const before = client.daemonInstanceToken;
+
+    await mixnet("restart-daemon");
+
+    let disconnected = false;
+    let reconnected: Extract<ThinClientEvent, { type: "reconnected" }> | null =
+      null;
+    for await (const ev of events) {
+      if (ev.type === "daemon_disconnected") disconnected = true;
+      if (ev.type === "reconnected") {
+        reconnected = ev;
+        break;
+      }
+    }
+    assert.ok(disconnected, "daemon_disconnected was reported");
+    assert.ok(reconnected !== null, "reconnected was reported");
+    assert.equal(reconnected.instanceTokenChanged, true);
+    assert.equal(reconnected.resumed, false);
+    assert.notDeepEqual(client.daemonInstanceToken, before);
+
+    // The legacy reply died with the old daemon: a typed error, not a hang.
+    const sendResult = await send;
+    assert.ok(
+      sendResult === "resolved" || sendResult instanceof ConnectionError,
+      `blocking send settled with ${sendResult}`,
+    );
+    // The replayed read is still waiting; aborting it cancels it in the new daemon.
+    const reason = new Error("stop reading");
+    readCtl.abort(reason);
+    assert.equal(await readSettled, reason);
+
+    const reply = await client.blockingSendMessage(
+      enc.encode("after restart"),
+      echo.destinationIdHash,
+      echo.recipientQueueId,
+      {
+        signal: within(90),
+      },
+    );
+    assert.ok(enc.encode("after restart").every((b, i) => reply[i] === b));
+    assert.ok(
+      !(sendResult instanceof ThinClientError) || sendResult.message.length > 0,
+    );
+  },
+);
