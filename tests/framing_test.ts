@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { encodeFrame, FrameDecoder, MAX_FRAME_SIZE, ProtocolError, readFrames } from "../mod.ts";
+import {
+  encodeFrame,
+  FrameDecoder,
+  MAX_FRAME_SIZE,
+  ProtocolError,
+  readFrames,
+} from "../mod.ts";
 
 function frames(...bodies: Uint8Array[]): Uint8Array {
   const parts = bodies.map((b) => encodeFrame(b));
@@ -32,7 +38,10 @@ Deno.test("FrameDecoder reassembles frames split at every byte boundary", () => 
   const wire = frames(...bodies);
   for (let cut = 0; cut <= wire.length; cut++) {
     const d = new FrameDecoder();
-    const got = [...d.push(wire.subarray(0, cut)), ...d.push(wire.subarray(cut))];
+    const got = [
+      ...d.push(wire.subarray(0, cut)),
+      ...d.push(wire.subarray(cut)),
+    ];
     assert.deepEqual(got, bodies, `cut at ${cut}`);
     assert.equal(d.partial, false);
   }
