@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { bytesEqual } from "./_bytes.ts";
+import { bytesEqual, fromBase64Url, toBase64Url } from "./_bytes.ts";
 import { blake2b256 } from "./hash.ts";
 
 function check(what: string, bytes: Uint8Array, length: number): Uint8Array {
@@ -108,22 +108,6 @@ export class WriteCap {
 }
 
 const TEXT_PREFIX = "kprc1";
-
-function toBase64Url(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += String.fromCharCode(b);
-  return btoa(s).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
-}
-
-function fromBase64Url(text: string): Uint8Array | null {
-  if (!/^[A-Za-z0-9_-]*$/.test(text)) return null;
-  try {
-    const bin = atob(text.replaceAll("-", "+").replaceAll("_", "/"));
-    return Uint8Array.from(bin, (c) => c.charCodeAt(0));
-  } catch {
-    return null;
-  }
-}
 
 /**
  * The read capability of a BACAP stream (136 bytes). Give it to the readers

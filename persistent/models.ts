@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { bytesEqual } from "../lib/_bytes.ts";
+import { bytesEqual, fromBase64Url, toBase64Url } from "../lib/_bytes.ts";
 import { MessageBoxIndex, ReadCap } from "../lib/caps.ts";
 import type { CallOptions } from "../lib/client.ts";
 import { blake2b256 } from "../lib/hash.ts";
@@ -316,22 +316,6 @@ export interface SharedChannel {
 
 const SHARE_PREFIX = "kpch1";
 const SHARE_BODY = ReadCap.LENGTH + MessageBoxIndex.LENGTH;
-
-function toBase64Url(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += String.fromCharCode(b);
-  return btoa(s).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
-}
-
-function fromBase64Url(text: string): Uint8Array | null {
-  if (!/^[A-Za-z0-9_-]*$/.test(text)) return null;
-  try {
-    const bin = atob(text.replaceAll("-", "+").replaceAll("_", "/"));
-    return Uint8Array.from(bin, (c) => c.charCodeAt(0));
-  } catch {
-    return null;
-  }
-}
 
 /**
  * Encodes a read capability and a start index as text to give to a reader:
