@@ -2318,7 +2318,10 @@ export class FakeDaemon implements AsyncDisposable {
     if (this.#echoDelayMs > 0) {
       await delay(this.#echoDelayMs, this.#lifetime.signal);
     }
-    const padded = new Uint8Array(Math.max(max, payload.length));
+    // kpclientd v0.0.99 delivers the whole SURB payload: ForwardPayloadLength bytes.
+    const padded = new Uint8Array(
+      Math.max(this.#sphinx.ForwardPayloadLength, payload.length),
+    );
     padded.set(payload);
     this.#deliverLegacy(
       session,

@@ -299,7 +299,11 @@ Deno.test("ThinClient.sendMessage() reports message_sent then message_reply", as
   const reply = await log.next("message_reply");
   assert.deepEqual(reply.surbId, surbId);
   assert.deepEqual(reply.messageId, messageId);
-  assert.equal(reply.payload.length, 2000, "zero-padded SURB payload");
+  assert.equal(
+    reply.payload.length,
+    2574,
+    "zero-padded SURB payload (ForwardPayloadLength)",
+  );
   assert.equal(fromUtf8(reply.payload.subarray(0, 5)), "hello");
   assert.ok(reply.payload.subarray(5).every((b) => b === 0));
   assert.equal(reply.errorCode, 0);
@@ -341,7 +345,7 @@ Deno.test("ThinClient.blockingSendMessage() returns the echo reply", async () =>
     echo.recipientQueueId,
     { signal: AbortSignal.timeout(2000) },
   );
-  assert.equal(reply.length, 2000);
+  assert.equal(reply.length, 2574);
   assert.equal(fromUtf8(reply.subarray(0, 4)), "ping");
   const req = await fake.waitForRequest("send_message");
   assert.equal(req.body["with_surb"], true);
@@ -431,7 +435,7 @@ Deno.test("ThinClient send methods refuse a payload over userForwardPayloadLengt
     echo.destinationIdHash,
     echo.recipientQueueId,
   );
-  assert.equal(reply.length, 2000);
+  assert.equal(reply.length, 2574);
   assert.equal(fake.received.length, before + 1);
 });
 

@@ -1680,7 +1680,7 @@ Deno.test("FakeDaemon echo service answers with a zero-padded reply", async () =
     });
     const reply = await client.expect("message_reply_event");
     const payload = reply["payload"] as Uint8Array;
-    assert.equal(payload.length, 2000);
+    assert.equal(payload.length, 2574); // ForwardPayloadLength, as kpclientd sends it
     assert.deepEqual(
       payload.subarray(0, 5),
       Uint8Array.from([...utf8("ping"), 0]),
