@@ -43,7 +43,9 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-const signal = AbortSignal.timeout(20_000);
+const signal = AbortSignal.timeout(
+  Number(Deno.env.get("CRASH_CHILD_TIMEOUT_MS") ?? 20_000),
+);
 await using client = await ThinClient.connect(new TcpDialer({ address }), {
   signal,
 });

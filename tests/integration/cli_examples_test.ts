@@ -59,8 +59,8 @@ for (const mode of ["copy", "stream"] as const) {
         const file = `${dir}/payload.bin`;
         const data = crypto.getRandomValues(new Uint8Array(4000));
         await Deno.writeFile(file, data);
-        const cp = (args: string[]) =>
-          run("cli/pigeonhole_cp.ts", ["--config", config, ...args]);
+        const cp = ([command, ...rest]: string[]) =>
+          run("cli/pigeonhole_cp.ts", [command!, "--config", config, ...rest]);
         const key = `${dir}/key.json`;
         const gen = await cp(["genkey", "--out", key, "--json"]);
         assert.equal(gen.code, 0, gen.stderr);

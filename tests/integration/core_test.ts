@@ -128,9 +128,10 @@ itest(
         ev.surbId.every((b, i) => b === surbId[i])
       ) {
         assert.ok(startsWith(ev.payload, enc.encode("with events")));
+        // The daemon hands over the whole SURB payload, zero-padded.
         assert.equal(
           ev.payload.length,
-          client.sphinxGeometry.userForwardPayloadLength,
+          client.sphinxGeometry.forwardPayloadLength,
         );
         seen.push(ev.type);
         break;

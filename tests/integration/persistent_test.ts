@@ -38,6 +38,7 @@ async function runChild(
     args: ["run", "-A", "--quiet", CHILD, ...args],
     stdout: "piped",
     stderr: "piped",
+    env: { CRASH_CHILD_TIMEOUT_MS: "600000" },
   }).spawn();
   const timer = setTimeout(() => child.kill("SIGKILL"), 900_000);
   let progress = 0;
