@@ -100,7 +100,7 @@ export function clientSuite(
       echo.recipientQueueId,
       { signal: AbortSignal.timeout(5000) },
     );
-    assert.equal(reply.length, client.sphinxGeometry.userForwardPayloadLength);
+    assert.equal(reply.length, client.sphinxGeometry.forwardPayloadLength);
     assert.equal(fromUtf8(reply.subarray(0, 13)), "over the wire");
   });
 
