@@ -26,9 +26,11 @@ const STATE_FILE = `${RUN}/state.json`;
 const EPOCH_MS = 2 * 60 * 1000; // warped epochs (WarpedEpoch=true ldflag)
 const EPOCH_ZERO = Date.UTC(2017, 5, 1); // katzenpost core/epochtime Epoch
 const BASE_PORT = Number(Deno.env.get("KP_BASE_PORT") ?? 30000);
-const MAIN_TCP = "127.0.0.1:64331"; // testdata/thinclient.toml dials this
-const DEFAULT_WS = "ws://127.0.0.1:64332";
-const DEFAULT_EXTRA_TCP = "127.0.0.1:64333";
+// testdata/thinclient.toml dials MAIN_TCP. The KP_* overrides let a second checkout
+// run its own mixnet beside this one (with KP_BASE_PORT for the nodes).
+const MAIN_TCP = Deno.env.get("KP_MAIN_TCP") ?? "127.0.0.1:64331";
+const DEFAULT_WS = Deno.env.get("KP_WS_ADDRESS") ?? "ws://127.0.0.1:64332";
+const DEFAULT_EXTRA_TCP = Deno.env.get("KP_EXTRA_TCP") ?? "127.0.0.1:64333";
 const SESSION_GRACE = Deno.env.get("KP_SESSION_GRACE") ?? "30s";
 const RATES = {
   mu: Deno.env.get("KP_MU") ?? "0.05", // mean 20 ms per hop (upstream test net: 200 ms)
