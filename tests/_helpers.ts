@@ -98,7 +98,7 @@ export async function stateOf(
 /** Polls `check` every 5 ms until it is true, at most `ms` milliseconds. */
 export async function until(
   check: () => boolean,
-  ms = 2000,
+  ms = 10_000,
   what = "a condition",
 ): Promise<void> {
   const deadline = Date.now() + ms;
@@ -171,7 +171,7 @@ export class EventLog {
   /** The next not yet consumed event of `type`, waiting up to `ms`. */
   async next<T extends ThinClientEvent["type"]>(
     type: T,
-    ms = 2000,
+    ms = 10_000,
   ): Promise<EventOf<T>> {
     const deadline = Date.now() + ms;
     while (true) {
@@ -277,7 +277,7 @@ export class ManualDaemon {
   }
 
   /** Waits until the client has written `count` frames in total. */
-  async waitForRequests(count: number, ms = 2000): Promise<void> {
+  async waitForRequests(count: number, ms = 10_000): Promise<void> {
     const deadline = Date.now() + ms;
     while (this.requests.length < count) {
       const left = deadline - Date.now();

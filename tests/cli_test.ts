@@ -1001,8 +1001,8 @@ Deno.test("pigeonhole-cp receive --timeout exits 124 when nothing was sent", asy
   assert.equal(r.code, 124);
   assertOneLine(r.stderr, /Timed out/);
   await h.daemon.waitForRequest("cancel_resending_encrypted_message", {
-    timeoutMs: 2000,
-  }).catch(() => h.daemon.waitForRequest("thin_close", { timeoutMs: 2000 }));
+    timeoutMs: 10_000,
+  }).catch(() => h.daemon.waitForRequest("thin_close", { timeoutMs: 10_000 }));
 });
 
 Deno.test("pigeonhole-cp receive --idle-timeout exits 124 when the sender stops, and resumes later", async () => {

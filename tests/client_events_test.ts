@@ -343,7 +343,7 @@ Deno.test("ThinClient.blockingSendMessage() returns the echo reply", async () =>
     utf8("ping"),
     echo.destinationIdHash,
     echo.recipientQueueId,
-    { signal: AbortSignal.timeout(2000) },
+    { signal: AbortSignal.timeout(10_000) },
   );
   assert.equal(reply.length, 2574);
   assert.equal(fromUtf8(reply.subarray(0, 4)), "ping");

@@ -724,7 +724,7 @@ Deno.test("ThinClient retries a cancel that overtook its still-queued start", as
   );
   const second = await fake.waitForRequest(
     "cancel_resending_encrypted_message",
-    { timeoutMs: 3000 },
+    { timeoutMs: 10_000 },
   );
   for (const c of [first, second]) {
     assert.deepEqual(c.body["envelope_hash"], env.envelopeHash);

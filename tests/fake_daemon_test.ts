@@ -88,7 +88,7 @@ class RawClient {
     return this.#writer.write(bytes);
   }
 
-  async nextRaw(timeoutMs = 2000): Promise<Uint8Array> {
+  async nextRaw(timeoutMs = 10_000): Promise<Uint8Array> {
     const deadline = Date.now() + timeoutMs;
     while (this.frames.length === 0) {
       if (this.eof) throw new Error("connection closed");
@@ -105,7 +105,7 @@ class RawClient {
     return this.frames.shift() as Uint8Array;
   }
 
-  async next(timeoutMs = 2000): Promise<[string, Body, Uint8Array]> {
+  async next(timeoutMs = 10_000): Promise<[string, Body, Uint8Array]> {
     const raw = await this.nextRaw(timeoutMs);
     const envelope = decodeCbor(raw) as Body;
     const live = Object.entries(envelope).filter(([, v]) => v !== null);
@@ -114,7 +114,7 @@ class RawClient {
     return [variant, body, raw];
   }
 
-  async expect(variant: string, timeoutMs = 2000): Promise<Body> {
+  async expect(variant: string, timeoutMs = 10_000): Promise<Body> {
     const [got, body] = await this.next(timeoutMs);
     assert.equal(got, variant);
     return body;
