@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # The main job, from a fresh checkout: install the pinned tools, start the
-# local Katzenpost test mixnet, move a random 100 KiB file through it with
+# local Katzenpost test mixnet, move a random 16 KiB file through it with
 # pigeonhole-cp (copy mode), compare the bytes, print the timings, and always
 # take the mixnet down again.
 #
 #   bash scripts/demo.sh
 #
 # Environment:
-#   DEMO_SIZE       bytes of the random file (default 102400)
+#   DEMO_SIZE       bytes of the random file (default 16384; every box costs seconds of CPU in the
+#                   daemon and replicas on this 2-core test net, see BENCHMARKS.md)
 #   DEMO_SEND_ARGS  extra send options, e.g. "--stream"
 #   DEMO_KEEP_UP=1  leave the mixnet running at the end
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-SIZE=${DEMO_SIZE:-102400}
+SIZE=${DEMO_SIZE:-16384}
 SEND_ARGS=${DEMO_SEND_ARGS:-}
 DENO="$ROOT/tools/node_modules/.bin/deno"
 CONFIG="$ROOT/testdata/thinclient.toml"
