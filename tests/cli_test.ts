@@ -513,7 +513,7 @@ Deno.test("pigeonhole-cp send --stream keeps several boxes in flight, within the
     if (req.body["write_cap"] === null) return "default" as const;
     inflight++;
     most = Math.max(most, inflight);
-    await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 50));
     inflight--;
     return "default" as const;
   });
