@@ -164,8 +164,9 @@ for r in rows:
 def cell(cl, op, c):
     v = [r["ops_per_s"] for r in rows if r["client"] == cl and r["op"] == op and r["concurrency"] == c]
     if not v: return "-"
-    m = f"{statistics.median(v):,.0f}"
-    return m if len(v) == 1 else f"{m} ({min(v):,.0f}-{max(v):,.0f})"
+    fmt = lambda x: f"{x:,.0f}" if x >= 10 else f"{x:.2f}"
+    m = fmt(statistics.median(v))
+    return m if len(v) == 1 else f"{m} ({fmt(min(v))}-{fmt(max(v))})"
 print()
 print("| operation | in flight | " + " | ".join(names) + " |")
 print("| --- | ---: | " + " | ".join("---:" for _ in names) + " |")
