@@ -31,8 +31,15 @@ export interface PipelinedWriteOptions {
   cursor: WriteCursor;
   /** Boxes in flight at most. */
   window: number;
-  /** Report box-already-exists with other content instead of success. */
-  confirm: boolean;
+  /**
+   * Which writes wait for the replica's verdict, so that a box already
+   * holding other content fails instead of passing as success: `"all"`,
+   * `"first"` (the first box written by this run: enough to catch a reused
+   * channel at the cost of one confirmation) or `"none"`. A confirmed write
+   * costs the daemon extra round trips to the courier until the replica
+   * answers.
+   */
+  confirm: "all" | "first" | "none";
   /** Aborts everything. */
   signal: AbortSignal;
   /** The plaintext of box `k`. */
@@ -65,6 +72,7 @@ export async function pipelinedWrite(
   let k = cursor.low;
   let index = cursor.lowIndex;
   let last: MessageBoxIndex | null = null;
+  let first = true;
   indices.set(k, index);
   const acked = (box: number, at: MessageBoxIndex): void => {
     cursor.ahead.add(box);
@@ -92,9 +100,11 @@ export async function pipelinedWrite(
       const box = k;
       const at = index;
       if (box === o.count - 1) last = index;
+      const confirm = o.confirm === "all" || (o.confirm === "first" && first);
+      first = false;
       const p = client.startResendingEncryptedMessage({ writeCap, ...env }, {
         signal,
-        noIdempotentBoxAlreadyExists: o.confirm,
+        noIdempotentBoxAlreadyExists: confirm,
       }).then(() => {
         try {
           acked(box, at);

@@ -34,6 +34,12 @@ export interface SendOptions {
   mode: "copy" | "stream";
   /** Boxes in flight. */
   window: number;
+  /**
+   * Stream mode: wait for the replica's verdict on every box, not only on
+   * the first box of the run (slower: the daemon polls the courier until the
+   * replica answers).
+   */
+  confirmAll: boolean;
   /** Forget saved progress of this transfer first. */
   fresh: boolean;
   /** Where to spool standard input in stream mode. */
@@ -350,7 +356,7 @@ async function sendStream(
       count: layout.boxes,
       cursor,
       window: o.window,
-      confirm: true,
+      confirm: o.confirmAll ? "all" : "first",
       signal: env.signal,
       payload: async (k) => {
         const want = layout.length(k);
@@ -492,7 +498,7 @@ async function sendCopy(
       count,
       cursor,
       window: o.window,
-      confirm: false,
+      confirm: "none",
       signal,
       payload: (k) => Promise.resolve(els[k]!),
       onAck: (k, index, c) => {

@@ -163,6 +163,9 @@ send:
       --name NAME       file name announced to the receiver (default: base name;
                         "stdin" for -)
       --window N        boxes in flight (default 8, 1-64)
+      --confirm-all     stream mode: wait for the replica's verdict on every
+                        box (default: on the first box only, which catches a
+                        reused channel; every box costs extra round trips)
       --timeout T       give up after T (e.g. 90s, 10m; default: no limit)
       --state PATH      resume state (default: $PIGEONHOLE_CP_STATE, else
                         ~/.local/state/pigeonhole-cp/state.db)
@@ -228,6 +231,7 @@ const OPTIONS = {
     file: { type: "string", short: "f" },
     stream: { type: "boolean" },
     "no-copy": { type: "boolean" },
+    "confirm-all": { type: "boolean" },
     name: { type: "string" },
   },
   receive: {
@@ -538,15 +542,20 @@ export async function main(
           "warning: a write capability on the command line is visible to other users (ps) and in shell history; prefer file:PATH, env:NAME or -",
         );
       }
+      const stream = values["stream"] === true || values["no-copy"] === true;
+      if (values["confirm-all"] === true && !stream) {
+        throw usage(
+          "--confirm-all applies to --stream only (a copy command is confirmed as a whole)",
+        );
+      }
       using store = await needStore();
       return await runSend(
         {
           input,
           name: values["name"] as string | undefined,
-          mode: values["stream"] === true || values["no-copy"] === true
-            ? "stream"
-            : "copy",
+          mode: stream ? "stream" : "copy",
           window,
+          confirmAll: values["confirm-all"] === true,
           fresh: values["fresh"] === true,
           spoolDir: undefined,
         },

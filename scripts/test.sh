@@ -58,7 +58,8 @@ count_deno() { # log status label
   [ "$f" -eq 0 ] || failures+=("$3: $f failed")
   echo "$3: $p passed, $f failed"
   if [ "$f" -ne 0 ] || [ "$2" -ne 0 ]; then
-    sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -E -A 30 '^ERRORS' | head -n 200
+    # Deno prints " ERRORS " and " FAILURES " headings (padded with spaces).
+    sed 's/\x1b\[[0-9;]*m//g' "$1" | sed -n '/^ *ERRORS *$/,$p' | head -n 400
   fi
 }
 

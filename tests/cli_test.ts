@@ -549,6 +549,55 @@ Deno.test("pigeonhole-cp send --stream keeps several boxes in flight, within the
   assert.deepEqual(await Deno.readFile(`${dest}/input.bin`), data);
 });
 
+Deno.test("pigeonhole-cp send --stream confirms the first box only, every box with --confirm-all", async () => {
+  await using h = await harness();
+  const confirmed = (): boolean[] =>
+    h.daemon.received
+      .filter((r) =>
+        r.kind === "start_resending_encrypted_message" &&
+        r.body["write_cap"] !== null
+      )
+      .map((r) => r.body["no_idempotent_box_already_exists"] === true);
+  const { path } = await writeInput(h, 8000);
+  const key = await genkey(h);
+  const s = await h.run([
+    "send",
+    ...h.c,
+    "-w",
+    `file:${key}`,
+    "--stream",
+    path,
+  ]);
+  assert.equal(s.code, 0, s.stderr);
+  const first = confirmed();
+  assert.ok(first.length >= 5, `${first.length} writes`);
+  assert.deepEqual(first, [true, ...first.slice(1).map(() => false)]);
+  const key2 = await genkey(h, "k2.json");
+  const s2 = await h.run([
+    "send",
+    ...h.c,
+    "-w",
+    `file:${key2}`,
+    "--stream",
+    "--confirm-all",
+    path,
+  ]);
+  assert.equal(s2.code, 0, s2.stderr);
+  const all = confirmed().slice(first.length);
+  assert.equal(all.length, first.length);
+  assert.ok(all.every((c) => c), "every box confirmed");
+  const u = await h.run([
+    "send",
+    ...h.c,
+    "-w",
+    `file:${key2}`,
+    "--confirm-all",
+    path,
+  ]);
+  assert.equal(u.code, 2);
+  assertOneLine(u.stderr, /--confirm-all.*--stream/);
+});
+
 Deno.test("pigeonhole-cp send - reads stdin and receive - writes stdout, in both modes", async () => {
   await using h = await harness();
   for (const mode of [[], ["--stream"]]) {

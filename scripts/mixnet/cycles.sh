@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Soak test of the harness itself: N x (up -> echo probes + one Pigeonhole write/read
-# -> down). Prints one line per cycle and a closing "N passed, N failed" line.
-# Logs of failed cycles are kept in .cache/mixnet/cycles/<n>/.
+# Soak test of the harness: N cycles of up -> body -> down, one line per cycle
+# and a closing "N passed, M failed" line. The body is the whole integration
+# suite (tests/integration/) with --suite, else echo probes and one Pigeonhole
+# write/read. Logs of failed cycles are kept in .cache/mixnet/cycles/.
+#
+#   bash scripts/mixnet/cycles.sh 10            # up -> probe -> down, 10 times
+#   bash scripts/mixnet/cycles.sh 10 --suite    # up -> integration suite -> down
 set -uo pipefail
 N="${1:-10}"
+BODY="probe"
+[[ "${2:-}" == "--suite" ]] && BODY="suite"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DENO="${DENO:-$ROOT/tools/node_modules/.bin/deno}"
 [[ -x "$DENO" ]] || DENO=deno
@@ -12,27 +18,34 @@ OUT="$ROOT/.cache/mixnet/cycles"
 rm -rf "$OUT" && mkdir -p "$OUT"
 pass=0
 fail=0
+strip() { sed 's/\x1b\[[0-9;]*m//g' "$@"; }
 for i in $(seq 1 "$N"); do
   log="$OUT/cycle-$i.log"
   t0=$(date +%s)
   ok=1
-  "${M[@]}" up >"$log" 2>&1 || ok=0
+  "${M[@]}" up --daemons unix,ws >"$log" 2>&1 || ok=0
   t1=$(date +%s)
-  probe=""
-  if [[ $ok == 1 ]]; then
-    probe=$("${M[@]}" probe --count 5 --pigeonhole 2>>"$log") || ok=0
+  what=""
+  if [[ $ok == 1 && $BODY == probe ]]; then
+    what=$("${M[@]}" probe --count 5 --pigeonhole 2>>"$log") || ok=0
+  elif [[ $ok == 1 ]]; then
+    (cd "$ROOT" && KATZENPOST_MIXNET=up "$DENO" test -P --trace-leaks tests/integration/) \
+      >"$OUT/suite-$i.log" 2>&1 || ok=0
+    what="suite: $(strip "$OUT/suite-$i.log" | grep -E '^(ok|FAILED) \| ' | tail -n 1)"
   fi
+  t2=$(date +%s)
   ready=$(grep -o 'READY: [0-9]*s after start' "$log" | grep -o '[0-9]*' || true)
   "${M[@]}" down >>"$log" 2>&1 || ok=0
   if [[ $ok == 1 ]]; then
     pass=$((pass + 1))
-    echo "cycle $i ok: up ${ready:-?}s (wall $((t1 - t0))s) probe $probe"
-    rm -f "$log"
+    echo "cycle $i ok: up ${ready:-?}s (wall $((t1 - t0))s), $BODY $((t2 - t1))s; $what"
+    rm -f "$log" "$OUT/suite-$i.log"
   else
     fail=$((fail + 1))
     cp -r "$ROOT/.cache/mixnet/run/net/." "$OUT/$i/" 2>/dev/null || true
-    echo "cycle $i FAILED (see $log and $OUT/$i/)"
+    echo "cycle $i FAILED after $(($(date +%s) - t0))s (see $log, $OUT/$i/ and $OUT/suite-$i.log); $what"
     tail -5 "$log" | sed 's/^/    /'
+    [[ -f "$OUT/suite-$i.log" ]] && strip "$OUT/suite-$i.log" | sed -n '/^ *FAILURES *$/,$p' | head -n 30 | sed 's/^/    /'
   fi
 done
 echo "$pass passed, $fail failed"
