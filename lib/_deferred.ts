@@ -5,7 +5,13 @@ export interface Deferred<T> {
   reject: (reason: unknown) => void;
 }
 
-/** Creates a {@linkcode Deferred}. */
+/**
+ * Creates a {@linkcode Deferred}. Its promise counts as handled from the
+ * start: a waiter may be rejected (an abort, a lost connection) before its
+ * owner awaits it, and that must not surface as an unhandled rejection,
+ * which Deno and Node treat as fatal. Whoever awaits it still gets the
+ * rejection.
+ */
 export function deferred<T>(): Deferred<T> {
   let resolve!: (value: T) => void;
   let reject!: (reason: unknown) => void;
@@ -13,5 +19,6 @@ export function deferred<T>(): Deferred<T> {
     resolve = res;
     reject = rej;
   });
+  promise.catch(() => {});
   return { promise, resolve, reject };
 }

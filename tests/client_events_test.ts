@@ -9,11 +9,13 @@ import {
 } from "../lib/errors.ts";
 import type { ThinClientEvent } from "../lib/events.ts";
 import { buildPkiDocument } from "../testing/mod.ts";
+import type { Dialer } from "../lib/conn.ts";
 import {
   connectTo,
   EventLog,
   filled,
   fromUtf8,
+  sleep,
   startFake,
   stateOf,
   utf8,
@@ -590,4 +592,53 @@ Deno.test("ThinClient.sendMessage() to an unknown destination reports the daemon
   const sent = await log.next("message_sent");
   assert.deepEqual(sent.surbId, surbId);
   assert.ok(sent.error !== null && sent.error.length > 0);
+});
+
+Deno.test("ThinClient.blockingSendMessage() aborted while its frame is still being written rejects once, with no stray rejection", async () => {
+  await using fake = await startFake();
+  // Every write takes 30 ms, so the abort lands before the send completes.
+  let slow = false;
+  const dialer: Dialer = {
+    address: fake.dialer.address,
+    async dial(options) {
+      const conn = await fake.dialer.dial(options);
+      const writer = conn.writable.getWriter();
+      const writable = new WritableStream<Uint8Array>({
+        async write(chunk) {
+          if (slow) await sleep(30);
+          await writer.write(chunk);
+        },
+        close: () => writer.close(),
+        abort: (reason) => writer.abort(reason),
+      });
+      return {
+        ...conn,
+        readable: conn.readable,
+        writable,
+        close: () => conn.close(),
+      };
+    },
+  };
+  await using client = await connectTo(dialer);
+  const echo = client.getService("echo");
+  slow = true;
+  const ctl = new AbortController();
+  const pending = client.blockingSendMessage(
+    utf8("aborted"),
+    echo.destinationIdHash,
+    echo.recipientQueueId,
+    { signal: ctl.signal },
+  );
+  const reason = new Error("user gave up");
+  ctl.abort(reason);
+  const outcome = assert.rejects(pending, (err) => err === reason);
+  // A stray unhandled rejection would fail this test as an uncaught error.
+  await sleep(60);
+  await outcome;
+  const reply = await client.blockingSendMessage(
+    utf8("still fine"),
+    echo.destinationIdHash,
+    echo.recipientQueueId,
+  );
+  assert.equal(fromUtf8(reply.subarray(0, 10)), "still fine");
 });
