@@ -121,8 +121,7 @@ if [ "$MODE" = "all" ]; then
   cleanup() { "$DENO" task -q mixnet:down >/dev/null 2>&1 || true; }
   trap cleanup EXIT
   if "$DENO" task -q mixnet:up 2>&1 | tee "$LOG_DIR/mixnet-up.log"; then
-    KATZENPOST_MIXNET=up "$DENO" test -P --trace-leaks tests/integration/ \
-      >"$LOG_DIR/integration.log" 2>&1
+    "$DENO" task -q test:integration >"$LOG_DIR/integration.log" 2>&1
     count_deno "$LOG_DIR/integration.log" $? "integration tests"
   else
     record "mixnet up" 1

@@ -2,7 +2,8 @@
 # Soak test of the harness: N cycles of up -> body -> down, one line per cycle
 # and a closing "N passed, M failed" line. The body is the whole integration
 # suite (tests/integration/) with --suite, else echo probes and one Pigeonhole
-# write/read. Logs of failed cycles are kept in .cache/mixnet/cycles/.
+# write/read. Suite logs, and all logs of failed cycles, are kept in
+# .cache/mixnet/cycles/.
 #
 #   bash scripts/mixnet/cycles.sh 10            # up -> probe -> down, 10 times
 #   bash scripts/mixnet/cycles.sh 10 --suite    # up -> integration suite -> down
@@ -29,7 +30,7 @@ for i in $(seq 1 "$N"); do
   if [[ $ok == 1 && $BODY == probe ]]; then
     what=$("${M[@]}" probe --count 5 --pigeonhole 2>>"$log") || ok=0
   elif [[ $ok == 1 ]]; then
-    (cd "$ROOT" && KATZENPOST_MIXNET=up "$DENO" test -P --trace-leaks tests/integration/) \
+    (cd "$ROOT" && "$DENO" task -q test:integration) \
       >"$OUT/suite-$i.log" 2>&1 || ok=0
     what="suite: $(strip "$OUT/suite-$i.log" | grep -E '^(ok|FAILED) \| ' | tail -n 1)"
   fi
@@ -39,7 +40,7 @@ for i in $(seq 1 "$N"); do
   if [[ $ok == 1 ]]; then
     pass=$((pass + 1))
     echo "cycle $i ok: up ${ready:-?}s (wall $((t1 - t0))s), $BODY $((t2 - t1))s; $what"
-    rm -f "$log" "$OUT/suite-$i.log"
+    rm -f "$log"
   else
     fail=$((fail + 1))
     cp -r "$ROOT/.cache/mixnet/run/net/." "$OUT/$i/" 2>/dev/null || true

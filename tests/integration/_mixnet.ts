@@ -45,12 +45,38 @@ export function daemonDial(kind: DaemonKind = "tcp"): DialConfig {
   return { ws: { address: a.endsWith("/") ? a : `${a}/` } };
 }
 
-/** Connects to a kpclientd of the local mixnet (60 s handshake bound). */
+/**
+ * A thin-client TOML configuration (as written by scripts/mixnet) that dials
+ * the running kpclientd of the given kind.
+ */
+export function thinConfigToml(kind: DaemonKind = "tcp"): string {
+  const dial = daemonDial(kind);
+  if ("tcp" in dial) {
+    return `[Dial]\n  [Dial.Tcp]\n    Address = "${dial.tcp.address}"\n    Network = "tcp"\n`;
+  }
+  if ("unix" in dial) {
+    return `[Dial]\n  [Dial.Unix]\n    Address = "${dial.unix.address}"\n`;
+  }
+  if ("ws" in dial) {
+    return `[Dial]\n  [Dial.Ws]\n    Address = "${dial.ws.address}"\n`;
+  }
+  throw new Error(`no TOML form for ${JSON.stringify(dial)}`);
+}
+
+/**
+ * Connects to a kpclientd of the local mixnet (90 s handshake bound): one of
+ * the daemons `mixnet:up` starts (by kind), or any dial configuration.
+ *
+ * The test files run in parallel, each on its own daemon, so that one daemon's
+ * serial CTIDH work does not hold up the others: core and persistent use the
+ * main tcp daemon, cli_examples the unix one, pigeonhole the ws one, and the
+ * restart test starts (and kills) a daemon of its own.
+ */
 export async function connectReal(
-  kind: DaemonKind = "tcp",
+  kind: DaemonKind | DialConfig = "tcp",
   options: ThinClientOptions = {},
 ): Promise<ThinClient> {
-  const dial = daemonDial(kind);
+  const dial = typeof kind === "string" ? daemonDial(kind) : kind;
   try {
     return await ThinClient.connect(dialerFromConfig(dial), {
       signal: AbortSignal.timeout(90_000),
@@ -58,9 +84,12 @@ export async function connectReal(
       ...options,
     });
   } catch (err) {
-    throw new Error(`${HOW_TO_START} (connect over ${kind} failed)`, {
-      cause: err,
-    });
+    throw new Error(
+      `${HOW_TO_START} (connect to ${JSON.stringify(dial)} failed)`,
+      {
+        cause: err,
+      },
+    );
   }
 }
 
@@ -78,6 +107,27 @@ export async function mixnet(...args: string[]): Promise<string> {
     throw new Error(`mixnet.ts ${args.join(" ")} failed:\n${text}`);
   }
   return text;
+}
+
+/**
+ * Starts an extra kpclientd listening on tcp (scripts/mixnet `daemon`) for one
+ * test alone; disposing of the handle stops it.
+ */
+export async function ownDaemon(
+  name: string,
+): Promise<{ dial: DialConfig; [Symbol.asyncDispose](): Promise<void> }> {
+  const out = await mixnet("daemon", "--listen", "tcp", "--name", name);
+  const line = out.split("\n").find((l) => l.startsWith("{"));
+  if (line === undefined) {
+    throw new Error(`mixnet.ts daemon printed no address:\n${out}`);
+  }
+  const { address } = JSON.parse(line) as { address: string };
+  return {
+    dial: { tcp: { address } },
+    async [Symbol.asyncDispose]() {
+      await mixnet("daemon-stop", "--name", name);
+    },
+  };
 }
 
 /** A bounded signal for one mixnet operation. */

@@ -8,12 +8,21 @@ import {
   ThinClientError,
   type ThinClientEvent,
 } from "../../mod.ts";
-import { connectReal, enc, itest, mixnet, within } from "./_mixnet.ts";
+import {
+  connectReal,
+  enc,
+  itest,
+  mixnet,
+  ownDaemon,
+  within,
+} from "./_mixnet.ts";
 
 itest(
   "real kpclientd restarted during operations: reconnect, replay, pending calls settle",
   async () => {
-    await using client = await connectReal("tcp", {
+    // A daemon of its own: the other test files run at the same time.
+    await using daemon = await ownDaemon("restart");
+    await using client = await connectReal(daemon.dial, {
       reconnect: { initialDelay: 200, maxDelay: 1000 },
     });
     const events = client.events({ signal: within(240) });
@@ -42,7 +51,7 @@ itest(
     ).then(() => "resolved", (err) => err);
     const before = client.daemonInstanceToken;
 
-    await mixnet("restart-daemon");
+    await mixnet("restart-daemon", "--name", "restart");
 
     let disconnected = false;
     let reconnected: Extract<ThinClientEvent, { type: "reconnected" }> | null =
