@@ -122,7 +122,13 @@ if [ "$MODE" = "all" ]; then
   trap cleanup EXIT
   if "$DENO" task -q mixnet:up 2>&1 | tee "$LOG_DIR/mixnet-up.log"; then
     "$DENO" task -q test:integration >"$LOG_DIR/integration.log" 2>&1
-    count_deno "$LOG_DIR/integration.log" $? "integration tests"
+    st=$?
+    count_deno "$LOG_DIR/integration.log" $st "integration tests"
+    if [ $st -ne 0 ]; then
+      echo "--- mixnet processes after the failed run, and the logs of those that died"
+      "$DENO" task -q mixnet:status 2>&1
+      "$DENO" task -q mixnet:logs --n 60 --dead 2>&1
+    fi
   else
     record "mixnet up" 1
     "$DENO" task -q mixnet:logs 2>&1 | tail -n 100

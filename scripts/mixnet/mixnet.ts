@@ -1287,11 +1287,18 @@ function cmdLogs(o: Opts, names: string[]) {
   if (!s) fail("no run to show logs for");
   const n = optNum(o, "n", 40);
   const re = typeof o.grep === "string" ? new RegExp(o.grep) : null;
-  const procs = names.length
+  let procs = names.length
     ? s.procs.filter((p) =>
       names.some((x) => p.name === x || p.name.startsWith(x))
     )
     : s.procs;
+  if (o.dead) {
+    procs = procs.filter((p) => !isOurs(p));
+    if (!procs.length) {
+      console.log("every process of the run is alive");
+      return;
+    }
+  }
   if (!procs.length) {
     fail(
       `no process matches ${names.join(", ")}; known: ${
@@ -1499,8 +1506,9 @@ function printUsage() {
   wait [--timeout S]   wait until kpclientd has a full consensus and echo works
   down                 stop every process of the run (by pid / process group)
   status               processes, liveness, listeners, last consensus
-  logs [NAME...] [--n N] [--grep REGEX]
-                       tail the logs (names: auth1, replica2, gateway1, servicenode1, mix3, kpclientd, ...)
+  logs [NAME...] [--n N] [--grep REGEX] [--dead]
+                       tail the logs (names: auth1, replica2, gateway1, servicenode1, mix3, kpclientd, ...);
+                       --dead: only of processes that are no longer running
   offline [--listen tcp|unix|ws] [--address A]
                        kpclientd alone, no mixnet (default 127.0.0.1:64331)
   daemon --listen unix|ws|tcp [--name X] [--address A]
