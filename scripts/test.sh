@@ -41,18 +41,19 @@ gate() { # name command...
   record "gate: $name" $st
   [ $st -eq 0 ] || tail -n 40 "$log"
 }
-# Adds the counts of a `deno test` run (its summary line) to the totals.
-count_deno() { # log status label
-  local line
-  line=$(sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -E '^(ok|FAILED) \| [0-9]+ passed' | tail -n 1)
-  if [ -z "$line" ]; then
-    record "$3 (no test summary: the run crashed)" 1
+# Adds the counts of one or more `deno test` runs (their summary lines) to the
+# totals; `want` is how many runs the log must hold.
+count_deno() { # log status label [want]
+  local lines
+  lines=$(sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -E '^(ok|FAILED) \| [0-9]+ passed')
+  if [ "$(printf '%s' "$lines" | grep -c .)" -lt "${4:-1}" ]; then
+    record "$3 (a test summary is missing: a run crashed)" 1
     tail -n 60 "$1"
     return
   fi
   local p f
-  p=$(echo "$line" | sed -E 's/.*\| ([0-9]+) passed.*/\1/')
-  f=$(echo "$line" | sed -E 's/.*\| ([0-9]+) failed.*/\1/')
+  p=$(echo "$lines" | sed -E 's/.*\| ([0-9]+) passed.*/\1/' | awk '{ s += $1 } END { print s + 0 }')
+  f=$(echo "$lines" | sed -E 's/.*\| ([0-9]+) failed.*/\1/' | awk '{ s += $1 } END { print s + 0 }')
   passed=$((passed + p))
   failed=$((failed + f))
   [ "$f" -eq 0 ] || failures+=("$3: $f failed")
@@ -123,7 +124,7 @@ if [ "$MODE" = "all" ]; then
   if "$DENO" task -q mixnet:up 2>&1 | tee "$LOG_DIR/mixnet-up.log"; then
     "$DENO" task -q test:integration >"$LOG_DIR/integration.log" 2>&1
     st=$?
-    count_deno "$LOG_DIR/integration.log" $st "integration tests"
+    count_deno "$LOG_DIR/integration.log" $st "integration tests" 2
     if [ $st -ne 0 ]; then
       echo "--- mixnet processes after the failed run, and the logs of those that died"
       "$DENO" task -q mixnet:status 2>&1

@@ -32,7 +32,7 @@ for i in $(seq 1 "$N"); do
   elif [[ $ok == 1 ]]; then
     (cd "$ROOT" && "$DENO" task -q test:integration) \
       >"$OUT/suite-$i.log" 2>&1 || ok=0
-    what="suite: $(strip "$OUT/suite-$i.log" | grep -E '^(ok|FAILED) \| ' | tail -n 1)"
+    what="suite: $(strip "$OUT/suite-$i.log" | grep -E '^(ok|FAILED) \| ' | paste -sd';')"
   fi
   t2=$(date +%s)
   ready=$(grep -o 'READY: [0-9]*s after start' "$log" | grep -o '[0-9]*' || true)
