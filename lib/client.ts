@@ -825,7 +825,11 @@ export class ThinClient implements AsyncDisposable {
    *
    * Rejects when the daemon reports the send failed, when the daemon loses
    * the mixnet, or when the session is lost on reconnect; always pass a
-   * signal with a timeout (a reply can be lost in the mixnet).
+   * signal with a timeout (a reply can be lost in the mixnet). kpclientd
+   * v0.0.99 also drops, without a word, a reply that reaches it later than
+   * the expected round trip + 4.5 s, which happens when the same daemon is
+   * busy decrypting Pigeonhole replies (seconds of CTIDH each): retry after a
+   * timeout rather than waiting longer.
    *
    * @param payload Message bytes (≤ `sphinxGeometry.userForwardPayloadLength`).
    * @param destinationIdHash The service node's identity hash (32 bytes).

@@ -67,10 +67,10 @@ export function thinConfigToml(kind: DaemonKind = "tcp"): string {
  * Connects to a kpclientd of the local mixnet (90 s handshake bound): one of
  * the daemons `mixnet:up` starts (by kind), or any dial configuration.
  *
- * The test files run in parallel, each on its own daemon, so that one daemon's
- * serial CTIDH work does not hold up the others: core and persistent use the
- * main tcp daemon, cli_examples the unix one, pigeonhole the ws one, and the
- * restart test starts (and kills) a daemon of its own.
+ * scripts/test_integration.sh runs core and restart first, alone (the restart
+ * test starts and kills a daemon of its own), then cli_examples, persistent
+ * and pigeonhole in parallel on the unix, main tcp and ws daemons: one
+ * daemon's CTIDH work is serial.
  */
 export async function connectReal(
   kind: DaemonKind | DialConfig = "tcp",
