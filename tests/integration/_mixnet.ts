@@ -20,6 +20,7 @@ interface StateProc {
   name: string;
   role: string;
   pid: number;
+  dir: string;
   listen?: { kind: DaemonKind; address: string };
 }
 
@@ -45,22 +46,14 @@ export function daemonDial(kind: DaemonKind = "tcp"): DialConfig {
   return { ws: { address: a.endsWith("/") ? a : `${a}/` } };
 }
 
-/**
- * A thin-client TOML configuration (as written by scripts/mixnet) that dials
- * the running kpclientd of the given kind.
- */
-export function thinConfigToml(kind: DaemonKind = "tcp"): string {
-  const dial = daemonDial(kind);
-  if ("tcp" in dial) {
-    return `[Dial]\n  [Dial.Tcp]\n    Address = "${dial.tcp.address}"\n    Network = "tcp"\n`;
-  }
-  if ("unix" in dial) {
-    return `[Dial]\n  [Dial.Unix]\n    Address = "${dial.unix.address}"\n`;
-  }
-  if ("ws" in dial) {
-    return `[Dial]\n  [Dial.Ws]\n    Address = "${dial.ws.address}"\n`;
-  }
-  throw new Error(`no TOML form for ${JSON.stringify(dial)}`);
+/** The thinclient.toml the harness wrote for the running kpclientd of a kind. */
+export function thinConfigPath(kind: DaemonKind = "tcp"): string {
+  daemonDial(kind); // throws how to start the mixnet when it is not running
+  const procs = JSON.parse(Deno.readTextFileSync(STATE)).procs as StateProc[];
+  const p = procs.find((p) =>
+    p.role === "kpclientd" && p.listen?.kind === kind
+  )!;
+  return `${p.dir}/thinclient.toml`;
 }
 
 /**

@@ -3,7 +3,7 @@
  * run as subprocesses against the real kpclientd of the local mixnet.
  */
 import assert from "node:assert/strict";
-import { itest, thinConfigToml } from "./_mixnet.ts";
+import { itest, thinConfigPath } from "./_mixnet.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
@@ -12,9 +12,8 @@ async function withConfig<T>(
 ): Promise<T> {
   const dir = await Deno.makeTempDir({ prefix: "mixnet-cli-" });
   try {
-    const config = `${dir}/thinclient.toml`;
-    // This file's daemon (the test files run in parallel, one daemon each).
-    await Deno.writeTextFile(config, thinConfigToml("unix"));
+    // This file's daemon (the parallel files use one daemon each).
+    const config = thinConfigPath("unix");
     return await fn(config, dir);
   } finally {
     await Deno.remove(dir, { recursive: true });
