@@ -192,6 +192,13 @@ interface Handshake {
 const PKI_CACHE_EPOCHS = 5n;
 const CANCEL_RETRY_MS = 1000;
 const CANCEL_MAX_ATTEMPTS = 30;
+/**
+ * How long close()/detach() wait for the daemon to close its side after ours.
+ * kpclientd (v0.0.99) unregisters a closed connection's app ID only after it
+ * closes the socket; a client that resumes the same token before that would
+ * have its new connection unregistered and its replies queued for nobody.
+ */
+const DAEMON_CLOSE_WAIT_MS = 2000;
 
 function replyKindOf(kind: RequestKind): ResponseKind {
   return `${kind}_reply` as ResponseKind;
@@ -240,6 +247,16 @@ function checkCapFields(request: Request): void {
   }
 }
 
+/** Waits for `work` to settle, or `ms` milliseconds at most. Never rejects. */
+async function within(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    work.catch(() => {}),
+    new Promise<void>((resolve) => timer = setTimeout(resolve, ms)),
+  ]);
+  clearTimeout(timer);
+}
+
 function abortReason(signal: AbortSignal): unknown {
   return signal.reason ??
     new DOMException("The operation was aborted", "AbortError");
@@ -281,6 +298,8 @@ export class ThinClient implements AsyncDisposable {
   #conn: Conn | null = null;
   #writer: WritableStreamDefaultWriter<Uint8Array> | null = null;
   #writeChain: Promise<void> = Promise.resolve();
+  /** Settles when the read loop of the current connection has ended. */
+  #readEnded: Promise<void> | null = null;
   #state: "connected" | "reconnecting" | "closed" = "connected";
   #sawShutdown = false;
   readonly #lifetime = new AbortController();
@@ -1735,7 +1754,8 @@ export class ThinClient implements AsyncDisposable {
    * pending calls with {@linkcode ClientClosedError} and ends event
    * iterators. Idempotent.
    *
-   * @returns When the client is closed.
+   * @returns When the client is closed, after the daemon has closed its side
+   *   of the connection (2 s at most), so a new client can reuse the token.
    *
    * @example Usage
    * ```ts ignore
@@ -1752,7 +1772,10 @@ export class ThinClient implements AsyncDisposable {
    * client connecting with the same `instanceToken` resumes it. Pending calls
    * reject with {@linkcode ClientClosedError}. Idempotent.
    *
-   * @returns When the connection is closed.
+   * @returns When the connection is closed: after the daemon has closed its
+   *   side (2 s at most). kpclientd v0.0.99 unregisters the old connection
+   *   just after closing it, and a resume that overtook that would be
+   *   unregistered in its place, so resume only after this resolves.
    *
    * @example Usage
    * ```ts ignore
@@ -1789,13 +1812,16 @@ export class ThinClient implements AsyncDisposable {
     this.#lifetime.abort(new ClientClosedError());
     this.#closing = (async () => {
       const conn = this.#conn;
-      if (conn !== null && sendClose) {
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        await Promise.race([
-          this.#write({ kind: "thin_close" }).catch(() => {}),
-          new Promise<void>((r) => timer = setTimeout(r, 1000)),
-        ]);
-        clearTimeout(timer);
+      if (conn !== null) {
+        await within(
+          (async () => {
+            if (sendClose) {
+              await this.#write({ kind: "thin_close" }).catch(() => {});
+            }
+            await this.#letDaemonClose();
+          })(),
+          DAEMON_CLOSE_WAIT_MS,
+        );
       }
       this.#dropConn();
       for (const t of this.#timers) clearTimeout(t);
@@ -1812,11 +1838,25 @@ export class ThinClient implements AsyncDisposable {
     return this.#closing;
   }
 
+  /**
+   * Ends our sending side and waits until the daemon has closed its side, so
+   * the daemon is done with this connection before close()/detach() resolve.
+   */
+  async #letDaemonClose(): Promise<void> {
+    const writer = this.#writer;
+    const readEnded = this.#readEnded;
+    if (writer === null || readEnded === null) return;
+    await this.#writeChain;
+    await writer.close().catch(() => {});
+    await readEnded;
+  }
+
   #dropConn(): void {
     const conn = this.#conn;
     this.#conn = null;
     const writer = this.#writer;
     this.#writer = null;
+    this.#readEnded = null;
     if (writer !== null) {
       writer.releaseLock();
     }
@@ -1855,7 +1895,7 @@ export class ThinClient implements AsyncDisposable {
       : AbortSignal.any([signal, this.#lifetime.signal]);
     try {
       const hs = await this.#dialAndHandshake(sig);
-      this.#readLoop(hs.frames);
+      this.#readEnded = this.#readLoop(hs.frames);
     } catch (err) {
       this.#state = "closed";
       this.#lifetime.abort();
@@ -2000,6 +2040,8 @@ export class ThinClient implements AsyncDisposable {
       while (true) {
         const r = await frames.next();
         if (r.done) break;
+        // While close()/detach() drain the connection, frames are dropped.
+        if (this.#state === "closed") continue;
         this.#dispatch(decodeResponse(r.value));
       }
     } catch (err) {
@@ -2085,7 +2127,7 @@ export class ThinClient implements AsyncDisposable {
           this.#write(p.request).catch(() => {});
         }
         for (const key of this.#cancelling.keys()) this.#sendCancel(key);
-        this.#readLoop(hs.frames);
+        this.#readEnded = this.#readLoop(hs.frames);
         return;
       } catch (err) {
         lastError = err;

@@ -22,7 +22,12 @@
 export interface Conn {
   /** Bytes from the daemon. Chunk boundaries carry no meaning. */
   readonly readable: ReadableStream<Uint8Array>;
-  /** Bytes to the daemon. Each written chunk is sent in order. */
+  /**
+   * Bytes to the daemon. Each written chunk is sent in order. Closing it ends
+   * the sending side only (TCP/Unix half-close, WebSocket closing handshake):
+   * `readable` stays open until the daemon closes its side. The client closes
+   * it on `close()`/`detach()` and then waits (2 s at most) for that.
+   */
   readonly writable: WritableStream<Uint8Array>;
   /** A human-readable peer address, used in error messages. */
   readonly remoteAddress?: string;

@@ -69,6 +69,7 @@ function swallow(fn: () => void): void {
 class DenoSocket implements ServerSocket {
   readonly #conn: Deno.Conn;
   #writer: WritableStreamDefaultWriter<Uint8Array> | null = null;
+  #readable: ReadableStream<Uint8Array> | null = null;
   #closed = false;
 
   constructor(conn: Deno.Conn) {
@@ -76,7 +77,23 @@ class DenoSocket implements ServerSocket {
   }
 
   get readable(): ReadableStream<Uint8Array> {
-    return this.#conn.readable;
+    // Not conn.readable: that closes the socket at the client's EOF, and the
+    // daemon must decide itself when to close (FakeDaemonFaults.ignoreClientEof).
+    this.#readable ??= new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        const buffer = new Uint8Array(64 * 1024);
+        let n: number | null = null;
+        try {
+          n = await this.#conn.read(buffer);
+        } catch {
+          // closed under the read: end of stream
+        }
+        if (n === null) controller.close();
+        else controller.enqueue(buffer.subarray(0, n));
+      },
+      cancel: () => this.close(),
+    });
+    return this.#readable;
   }
 
   async write(chunks: readonly Uint8Array[]): Promise<void> {

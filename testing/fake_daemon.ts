@@ -220,6 +220,12 @@ export interface FakeDaemonFaults {
   splitWrites: boolean;
   /** Merge frames queued in the same tick into one write. @default false */
   coalesceWrites: boolean;
+  /**
+   * Keep a connection open after the client has ended its sending side,
+   * instead of closing it as kpclientd does (TCP and Unix; a WebSocket's
+   * closing handshake is answered by the runtime). @default false
+   */
+  ignoreClientEof: boolean;
 }
 
 /**
@@ -527,6 +533,7 @@ export class FakeDaemon implements AsyncDisposable {
       raceEventBeforeTokenReply: false,
       splitWrites: false,
       coalesceWrites: false,
+      ignoreClientEof: false,
       ...options.faults,
     };
     this.#listener = listener;
@@ -1392,7 +1399,15 @@ export class FakeDaemon implements AsyncDisposable {
     try {
       while (!conn.closed) {
         const { value, done } = await reader.read();
-        if (done) return;
+        if (done) {
+          if (this.faults.ignoreClientEof && !conn.closed) {
+            const signal = conn.abort.signal;
+            await new Promise((resolve) =>
+              signal.addEventListener("abort", resolve, { once: true })
+            );
+          }
+          return;
+        }
         let bodies: Uint8Array[];
         try {
           bodies = decoder.push(value);

@@ -155,6 +155,7 @@ export class WebSocketDialer implements Dialer {
 
 function _wrapWebSocket(ws: WebSocket, label: string): Conn {
   let closed = false;
+  let closing = false;
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   const endReadable = (error?: Error): void => {
     try {
@@ -238,7 +239,9 @@ function _wrapWebSocket(ws: WebSocket, label: string): Conn {
     );
   const writable = new WritableStream<Uint8Array>({
     async write(chunk) {
-      if (closed || ws.readyState !== WebSocket.OPEN) throw writeClosed();
+      if (closed || closing || ws.readyState !== WebSocket.OPEN) {
+        throw writeClosed();
+      }
       // A view on a SharedArrayBuffer cannot be sent; copy it then.
       ws.send(
         chunk.buffer instanceof ArrayBuffer
@@ -251,7 +254,15 @@ function _wrapWebSocket(ws: WebSocket, label: string): Conn {
       }
     },
     close() {
-      // A WebSocket cannot half-close; the connection stays open for reading.
+      // A WebSocket cannot half-close: start the closing handshake instead.
+      // The readable ends when the daemon's side has closed.
+      if (closed || closing) return;
+      closing = true;
+      try {
+        ws.close(1000);
+      } catch {
+        // Closing is best effort.
+      }
     },
     abort() {
       close();

@@ -161,7 +161,7 @@ export function clientSuite(
     await assert.rejects(pending, ClientClosedError);
     assert.equal((await events.next()).done, true);
     await d.fake.waitForRequest("thin_close");
-    await d.fake.waitForConnections(0);
+    assert.equal(d.fake.connectionCount, 0, "closed before close() resolved");
     assert.equal(receivedOf(d.fake, "thin_close").length, 1);
     assert.equal(d.fake.hasSession(client.instanceToken), false);
     assert.equal(await client.closed(), undefined);
@@ -209,13 +209,33 @@ export function clientSuite(
     const first = await connect(d);
     const appId = first.appId;
     await first.detach();
-    await d.fake.waitForConnections(0);
+    // detach() resolves once the daemon has closed its side: kpclientd
+    // unregisters the old connection right after that, and a resume that
+    // came before it would be unregistered in its place.
+    assert.equal(d.fake.connectionCount, 0);
+    assert.equal(d.fake.hasSession(first.instanceToken), true);
     await using second = await connect(d, {
       instanceToken: first.instanceToken,
     });
     assert.deepEqual(second.appId, appId);
+    assert.equal(second.resumed, true);
     assert.equal(receivedOf(d.fake, "thin_close").length, 0);
   });
+
+  // A WebSocket server answers the closing handshake itself: stream sockets only.
+  if (name !== "ws") {
+    test(
+      "detach() stops waiting after 2 s for a daemon that keeps the connection open",
+      async (d) => {
+        const client = await connect(d);
+        const started = Date.now();
+        await within(client.detach(), 5000, "detach()");
+        assert.ok(Date.now() - started >= 1900, "waited for the daemon first");
+        assert.equal(await client.closed(), undefined);
+      },
+      { faults: { ignoreClientEof: true } },
+    );
+  }
 
   test("frames split into tiny writes are reassembled", async (d) => {
     await using client = await connect(d);

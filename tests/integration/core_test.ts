@@ -222,15 +222,23 @@ itest(
 itest(
   "real kpclientd: detach, then a new client with the same token resumes the session",
   async () => {
-    const first = await connectReal();
-    const token = first.instanceToken;
-    const appId = first.appId;
-    await first.detach();
-    await using second = await connectReal("tcp", { instanceToken: token });
-    assert.equal(second.resumed, true);
-    assert.deepEqual(second.appId, appId, "resumed under the same app id");
-    assert.ok(startsWith(await echo(second, "resumed"), enc.encode("resumed")));
-    await second.close();
+    let client = await connectReal();
+    const token = client.instanceToken;
+    const appId = client.appId;
+    try {
+      // Each round resumes right after the detach: a resume that overtook
+      // the daemon's cleanup of the old connection would lose its echo.
+      for (let round = 1; round <= 3; round++) {
+        await client.detach();
+        client = await connectReal("tcp", { instanceToken: token });
+        assert.equal(client.resumed, true, `round ${round} resumed`);
+        assert.deepEqual(client.appId, appId, "resumed under the same app id");
+        const text = `resumed ${round}`;
+        assert.ok(startsWith(await echo(client, text), enc.encode(text)));
+      }
+    } finally {
+      await client.close();
+    }
     // After thin_close the daemon forgets the token: a new session starts.
     await using third = await connectReal("tcp", { instanceToken: token });
     assert.equal(third.resumed, false);
