@@ -1755,7 +1755,9 @@ export class ThinClient implements AsyncDisposable {
    * iterators. Idempotent.
    *
    * @returns When the client is closed, after the daemon has closed its side
-   *   of the connection (2 s at most), so a new client can reuse the token.
+   *   of the connection (2 s at most). kpclientd v0.0.99 forgets the
+   *   `instanceToken` a moment later still: a new client should use a new
+   *   token (the default) rather than this one.
    *
    * @example Usage
    * ```ts ignore
