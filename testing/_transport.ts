@@ -79,9 +79,10 @@ class DenoSocket implements ServerSocket {
   get readable(): ReadableStream<Uint8Array> {
     // Not conn.readable: that closes the socket at the client's EOF, and the
     // daemon must decide itself when to close (FakeDaemonFaults.ignoreClientEof).
-    this.#readable ??= new ReadableStream<Uint8Array>({
+    if (this.#readable !== null) return this.#readable;
+    const buffer = new Uint8Array(64 * 1024);
+    this.#readable = new ReadableStream<Uint8Array>({
       pull: async (controller) => {
-        const buffer = new Uint8Array(64 * 1024);
         let n: number | null = null;
         try {
           n = await this.#conn.read(buffer);
@@ -89,7 +90,7 @@ class DenoSocket implements ServerSocket {
           // closed under the read: end of stream
         }
         if (n === null) controller.close();
-        else controller.enqueue(buffer.subarray(0, n));
+        else controller.enqueue(buffer.slice(0, n));
       },
       cancel: () => this.close(),
     });

@@ -24,8 +24,10 @@ interface StateProc {
   listen?: { kind: DaemonKind; address: string };
 }
 
-/** The dial configuration of a running kpclientd of the given kind. */
-export function daemonDial(kind: DaemonKind = "tcp"): DialConfig {
+/** The state entry of the running kpclientd listening on `kind`. */
+function daemonProc(
+  kind: DaemonKind,
+): StateProc & { listen: NonNullable<StateProc["listen"]> } {
   let procs: StateProc[];
   try {
     procs = JSON.parse(Deno.readTextFileSync(STATE)).procs as StateProc[];
@@ -40,7 +42,12 @@ export function daemonDial(kind: DaemonKind = "tcp"): DialConfig {
       `No kpclientd listening on ${kind} in the local mixnet: start it with \`deno task mixnet:up --daemons unix,ws\` or \`deno run -A scripts/mixnet/mixnet.ts daemon --listen ${kind}\``,
     );
   }
-  const a = p.listen.address;
+  return { ...p, listen: p.listen };
+}
+
+/** The dial configuration of a running kpclientd of the given kind. */
+export function daemonDial(kind: DaemonKind = "tcp"): DialConfig {
+  const a = daemonProc(kind).listen.address;
   if (kind === "tcp") return { tcp: { address: a } };
   if (kind === "unix") return { unix: { address: a } };
   return { ws: { address: a.endsWith("/") ? a : `${a}/` } };
@@ -48,12 +55,7 @@ export function daemonDial(kind: DaemonKind = "tcp"): DialConfig {
 
 /** The thinclient.toml the harness wrote for the running kpclientd of a kind. */
 export function thinConfigPath(kind: DaemonKind = "tcp"): string {
-  daemonDial(kind); // throws how to start the mixnet when it is not running
-  const procs = JSON.parse(Deno.readTextFileSync(STATE)).procs as StateProc[];
-  const p = procs.find((p) =>
-    p.role === "kpclientd" && p.listen?.kind === kind
-  )!;
-  return `${p.dir}/thinclient.toml`;
+  return `${daemonProc(kind).dir}/thinclient.toml`;
 }
 
 /**
