@@ -34,24 +34,68 @@ command -v go >/dev/null || { echo "install.sh: go not found in PATH" >&2; exit 
 command -v gcc >/dev/null || command -v cc >/dev/null || { echo "install.sh: a C compiler (gcc) is required (cgo)" >&2; exit 1; }
 
 GOVER="$(go env GOVERSION)"
+
+# --- CTIDH backend ---
+cpu_has_asm() {
+  [[ "$(uname -m)" == x86_64 ]] || return 1
+  local flags
+  flags="$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true)"
+  [[ " $flags " == *" bmi2 "* && " $flags " == *" adx "* ]]
+}
+BACKEND="${KP_CTIDH_BACKEND:-auto}"
+case "$BACKEND" in
+  auto) if cpu_has_asm; then BACKEND=asm; else BACKEND=portable; fi ;;
+  asm)
+    cpu_has_asm || {
+      echo "install.sh: KP_CTIDH_BACKEND=asm needs an x86-64 CPU with BMI2 and ADX (Broadwell, Zen or later);" \
+        "this one lacks them and the binaries would die with SIGILL. Use KP_CTIDH_BACKEND=portable." >&2
+      exit 2
+    }
+    ;;
+  portable) ;;
+  *)
+    echo "install.sh: KP_CTIDH_BACKEND must be auto, asm or portable, not '$BACKEND'" >&2
+    exit 2
+    ;;
+esac
+ASM_HEADER_SRC="$ROOT/scripts/mixnet/highctidh_asm.h"
+CGO_CFLAGS_BUILD="${CGO_CFLAGS:--O2 -g}"
+BACKEND_STAMP="ctidh=${BACKEND}"
+if [[ "$BACKEND" == asm ]]; then
+  # Go's build cache keys on the flags, not on the contents of a header
+  # -include'd from outside the package: name the copy after its hash so that
+  # an edited header is a new flag and rebuilds highctidh.
+  hsum="$(sha256sum "$ASM_HEADER_SRC" | cut -c1-16)"
+  ASM_HEADER="$CACHE/cflags/highctidh-asm-${hsum}.h"
+  # -fno-toplevel-reorder: the field assembly, pulled in by a toplevel asm
+  # statement, leaves gas in intel syntax, so nothing gcc emits may be moved
+  # after it.
+  CGO_CFLAGS_BUILD="${CGO_CFLAGS_BUILD} -include ${ASM_HEADER} -fno-toplevel-reorder"
+  BACKEND_STAMP="ctidh=asm header=${hsum}"
+fi
 if [[ "${KP_EXACT_PINS:-0}" == 1 ]]; then REPL="none"; else REPL="hpqc=>v0.0.85 sqisign=>stub falcon=>stub"; fi
 STAMP_WANT="version=${KP_VERSION}
 ldflags=${LDFLAGS}
 cmds=${CMDS[*]}
 replace=${REPL} stubs=r1
 trimpath=1 cgo=1
+${BACKEND_STAMP}
 go=${GOVER}"
 STAMP="$BIN/.stamp"
 
 have_all=1
 for c in "${CMDS[@]}"; do [[ -x "$BIN/$c" ]] || have_all=0; done
 if [[ "${KP_FORCE_BUILD:-0}" != 1 && $have_all == 1 && -f "$STAMP" && "$(cat "$STAMP")" == "$STAMP_WANT" ]]; then
-  echo "install.sh: katzenpost ${KP_VERSION} binaries up to date in $BIN"
+  echo "install.sh: katzenpost ${KP_VERSION} binaries (CTIDH backend: ${BACKEND}) up to date in $BIN"
   exit 0
 fi
 
 mkdir -p "$BIN" "$WRAP"
 rm -f "$STAMP"
+if [[ "$BACKEND" == asm ]]; then
+  mkdir -p "$(dirname "$ASM_HEADER")"
+  cp "$ASM_HEADER_SRC" "$ASM_HEADER"
+fi
 
 # --- wrapper module (regenerated every build; lives in the git-ignored cache) ---
 rm -rf "$WRAP/go.mod" "$WRAP/go.sum" "$WRAP/sqisign-stub" "$WRAP/falcon-stub"
@@ -137,16 +181,27 @@ fi
 pkgs=()
 for c in "${CMDS[@]}"; do pkgs+=("${MOD}/cmd/${c}"); done
 
-echo "install.sh: building ${CMDS[*]} (katzenpost ${KP_VERSION}, ${GOVER}, replace: ${REPL}) into $BIN"
+echo "install.sh: building ${CMDS[*]} (katzenpost ${KP_VERSION}, ${GOVER}, replace: ${REPL}, CTIDH backend: ${BACKEND}) into $BIN"
 echo "install.sh: a cold build takes several minutes on 2 cores"
 start=$(date +%s)
 (
   cd "$WRAP"
   # -mod=mod fills go.sum (verified against the checksum database via the proxy).
-  env -u GOFLAGS CGO_ENABLED=1 GOBIN="$BIN" GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" \
+  env -u GOFLAGS CGO_ENABLED=1 CGO_CFLAGS="$CGO_CFLAGS_BUILD" GOBIN="$BIN" GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" \
     go install -mod=mod -trimpath -ldflags="$LDFLAGS" "${pkgs[@]}"
 )
 end=$(date +%s)
 for c in "${CMDS[@]}"; do [[ -x "$BIN/$c" ]] || { echo "install.sh: $BIN/$c missing after build" >&2; exit 1; }; done
+# The portable backend links fiat-crypto's field multiplication; the assembly
+# backend replaces it. Check the binaries that do CTIDH work really have the
+# backend the stamp is about to claim.
+for c in replica courier kpclientd; do
+  fiat=$(go tool nm "$BIN/$c" | grep -c ' T fiat_p1024_mul$' || true)
+  if [[ "$BACKEND" == asm && $fiat != 0 ]] || [[ "$BACKEND" == portable && $fiat == 0 ]]; then
+    echo "install.sh: $BIN/$c was not built with the ${BACKEND} CTIDH backend" \
+      "(fiat_p1024_mul symbols: $fiat); rebuild with KP_FORCE_BUILD=1" >&2
+    exit 1
+  fi
+done
 printf '%s\n' "$STAMP_WANT" > "$STAMP"
-echo "install.sh: built in $((end - start))s"
+echo "install.sh: built in $((end - start))s (CTIDH backend: ${BACKEND})"

@@ -19,6 +19,10 @@ const HERE = new URL(".", import.meta.url).pathname.replace(/\/$/, "");
 const ROOT = HERE.replace(/\/scripts\/mixnet$/, "");
 const CACHE = `${ROOT}/.cache/mixnet`;
 const BIN = Deno.env.get("KP_BIN_DIR") ?? `${CACHE}/bin`;
+// kpclientd may come from another build than the mixnet's servers (a mixed run:
+// e.g. the client daemon on the assembly CTIDH backend, replicas and courier on
+// the portable one). Defaults to BIN.
+const CLIENT_BIN = Deno.env.get("KP_KPCLIENTD_BIN_DIR") ?? BIN;
 const RUN = `${CACHE}/run`;
 const STATE_FILE = `${RUN}/state.json`;
 
@@ -69,6 +73,8 @@ interface State {
   replicas: number;
   startedAt: number;
   readyAt?: number | undefined;
+  /** CTIDH backend of the binaries this run started (install.sh's stamp). */
+  backend?: string | undefined;
   procs: Proc[];
   // kpclientds not started yet: `up` starts them once the gateway serves a current
   // document, so that kpclientd's reconnect back-off (15 s more per failed dial,
@@ -326,6 +332,28 @@ async function install() {
   if (!st.success) fail("install.sh failed (see output above)");
 }
 
+/**
+ * The CTIDH backend a build directory was made with ("asm" or "portable"), as
+ * install.sh's stamp records it; "unknown" for a build without that line.
+ */
+function ctidhBackend(dir = BIN): string {
+  try {
+    const m = Deno.readTextFileSync(`${dir}/.stamp`).match(/^ctidh=(\w+)/m);
+    return m?.[1] ?? "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+/** "asm", "portable", or e.g. "servers portable, kpclientd asm" for a mixed run. */
+function backendNote(): string {
+  const servers = ctidhBackend(BIN);
+  const client = ctidhBackend(CLIENT_BIN);
+  return servers === client
+    ? servers
+    : `servers ${servers}, kpclientd ${client}`;
+}
+
 // ---- configuration -------------------------------------------------------------------------
 /** Where the generated network lives: short enough for unix socket paths (<108 bytes). */
 function chooseNetDir(): string {
@@ -493,7 +521,11 @@ function thinToml(l: Listen): string {
 // stores it as <DataDir>/selfcheck.toml; a sidecar whose NumCPU differs from the machine's
 // is ignored by the replica, and an empty Hostname skips its hostname check. We keep this
 // machine's own measurement (never upstream's committed files) and restore it on `up`.
+// The measurement depends on the CTIDH backend the replicas were built with (the
+// assembly backend is about 4.5x faster), so each backend keeps its own.
 const SELFCHECK_DIR = `${CACHE}/selfcheck`;
+const selfcheckFile = () =>
+  `${SELFCHECK_DIR}/selfcheck-${ctidhBackend(BIN)}.toml`;
 
 function saveSelfchecks(state: State) {
   for (const p of state.procs.filter((p) => p.role === "replica")) {
@@ -503,7 +535,7 @@ function saveSelfchecks(state: State) {
       if (!m || !(Number(m[1]) > 0)) continue;
       Deno.mkdirSync(SELFCHECK_DIR, { recursive: true });
       Deno.writeTextFileSync(
-        `${SELFCHECK_DIR}/selfcheck.toml`,
+        selfcheckFile(),
         t.replace(/^Hostname\s*=.*\n/m, ""),
       );
       return; // one measurement serves all replicas (same machine, same load)
@@ -514,9 +546,9 @@ function saveSelfchecks(state: State) {
 function restoreSelfchecks(netDir: string, replicas: string[]) {
   if (
     Deno.env.get("KP_FRESH_SELFCHECK") === "1" ||
-    !exists(`${SELFCHECK_DIR}/selfcheck.toml`)
+    !exists(selfcheckFile())
   ) return;
-  const t = Deno.readTextFileSync(`${SELFCHECK_DIR}/selfcheck.toml`);
+  const t = Deno.readTextFileSync(selfcheckFile());
   for (const r of replicas) {
     Deno.writeTextFileSync(`${netDir}/${r}/selfcheck.toml`, t, { mode: 0o600 });
   }
@@ -709,7 +741,7 @@ function clientProc(
   return spawn(
     name,
     "kpclientd",
-    `${BIN}/kpclientd`,
+    `${CLIENT_BIN}/kpclientd`,
     ["-c", cfg],
     dir,
     [],
@@ -852,8 +884,10 @@ async function cmdUp(o: Opts) {
     netDir,
     replicas,
     startedAt: t0,
+    backend: backendNote(),
     procs: [],
   };
+  log(`CTIDH backend: ${state.backend}`);
   const save = () => writeState(state);
   try {
     const auths = names.auths.map((n) => nodeProc(netDir, n));
@@ -1098,6 +1132,46 @@ async function waitReady(state: State, timeoutMs: number) {
         if (!rtt) {
           fail(`echo round trip failed: ${lastErr}\n${diagnostics(state)}`);
         }
+        // KP_READY_STORAGE=0 skips the two storage checks below (the readiness of
+        // earlier versions, kept to reproduce what they missed).
+        const storage = Deno.env.get("KP_READY_STORAGE") !== "0";
+        // The storage mesh: courier -> every replica, every replica -> every other.
+        for (
+          let gaps = storage ? meshGaps(state) : [];
+          gaps.length;
+          gaps = meshGaps(state)
+        ) {
+          if (now() >= deadline) {
+            fail(
+              `storage links still down: ${gaps.join(", ")}\n${
+                diagnostics(state)
+              }`,
+            );
+          }
+          progress(`waiting for storage links: ${gaps.join(", ")}`);
+          await sleep(500);
+        }
+        // Then one box written with the replica's confirmation and read back, so
+        // that READY means a write issued now is stored, not only ACKed by the courier.
+        let ph: { writeMs: number; readMs: number } | null = null;
+        if (storage) {
+          for (let i = 0; i < 3 && !ph && now() < deadline; i++) {
+            try {
+              ph = await conn.pigeonhole(
+                Math.min(90000, deadline - now()),
+                true,
+              );
+            } catch (e) {
+              lastErr = (e as Error).message;
+              progress(`Pigeonhole attempt ${i + 1} failed: ${lastErr}`, true);
+            }
+          }
+          if (!ph) {
+            fail(
+              `Pigeonhole write/read failed: ${lastErr}\n${diagnostics(state)}`,
+            );
+          }
+        }
         state.readyAt = now();
         writeState(state);
         saveSelfchecks(state);
@@ -1107,7 +1181,12 @@ async function waitReady(state: State, timeoutMs: number) {
           }s after start ` +
             `(waited ${((now() - t0) / 1000).toFixed(0)}s); echo round trip ${
               rtt.toFixed(0)
-            } ms`,
+            } ms` +
+            (ph
+              ? `; confirmed Pigeonhole write ${
+                ph.writeMs.toFixed(0)
+              } ms, read ${ph.readMs.toFixed(0)} ms`
+              : ""),
         );
         return;
       }
@@ -1152,6 +1231,92 @@ function lastMatch(path: string, re: RegExp): string | undefined {
   }
   scanned.set(key, st);
   return st.last;
+}
+
+// ---- storage mesh --------------------------------------------------------------------------
+// A Pigeonhole write goes courier -> replica -> (replication) -> replica. Each of those
+// links is a connection the dialling side authenticates and the listening side checks
+// against ITS OWN copy of the PKI document. At an epoch boundary a replica that has not
+// fetched the new document yet refuses peers it does not know ("authenticateReplica ...
+// not found in replica list"), and the dialler retries with back-off. A write that
+// arrives meanwhile is ACKed by the courier and then waits in a retry queue, or is lost.
+// So readiness also requires every such link to be up, read from the dialling side's
+// log: "outgoing:K: Dialing: 127.0.0.1:PORT" opens worker K's attempt, "Handshake
+// completed" means the peer accepted it, and a close or failure ends it.
+interface LinkScan {
+  offset: number;
+  rest: string;
+  workers: Map<string, { port: number; up: boolean }>;
+}
+const linkScans = new Map<string, LinkScan>();
+
+/** Ports this log's dialling workers currently hold an accepted connection to. */
+function upLinks(path: string): Set<number> {
+  const st = linkScans.get(path) ??
+    { offset: 0, rest: "", workers: new Map() };
+  linkScans.set(path, st);
+  let f: Deno.FsFile | null = null;
+  try {
+    f = Deno.openSync(path);
+    f.seekSync(st.offset, Deno.SeekMode.Start);
+    const buf = new Uint8Array(1 << 20);
+    let text = st.rest;
+    for (;;) {
+      const n = f.readSync(buf);
+      if (!n) break;
+      st.offset += n;
+      text += new TextDecoder().decode(buf.subarray(0, n));
+    }
+    const lines = text.split("\n");
+    st.rest = lines.pop() ?? "";
+    for (const line of lines) {
+      const m = line.match(/ outgoing:(\d+): (.*)$/);
+      if (!m) continue;
+      const k = m[1]!;
+      const msg = m[2]!;
+      const d = msg.match(/^Dialing: [\d.]+:(\d+)/);
+      if (d) st.workers.set(k, { port: Number(d[1]), up: false });
+      else if (/^Handshake completed/.test(msg)) {
+        const w = st.workers.get(k);
+        if (w) w.up = true;
+      } else if (
+        /^(Handshake failed|TCP connection closed|Connection terminated|Bailing out|Halting)/
+          .test(msg)
+      ) {
+        const w = st.workers.get(k);
+        if (w) w.up = false;
+      }
+    }
+  } catch {
+    /* not written yet */
+  } finally {
+    f?.close();
+  }
+  return new Set(
+    [...st.workers.values()].filter((w) => w.up).map((w) => w.port),
+  );
+}
+
+/** Links of the storage mesh that are not up yet, e.g. "replica2->replica1", "courier->replica3". */
+function meshGaps(state: State): string[] {
+  const reps = state.procs.filter((p) => p.role === "replica");
+  const sn = state.procs.find((p) => p.role === "servicenode");
+  const gaps: string[] = [];
+  const courierLog = sn?.logs.find((l) => l.endsWith("courier.log"));
+  const courierUp = courierLog ? upLinks(courierLog) : new Set<number>();
+  for (const r of reps) {
+    const port = r.ports[0];
+    if (!courierUp.has(port!)) gaps.push(`courier->${r.name}`);
+  }
+  for (const from of reps) {
+    const up = upLinks(from.logs[1] ?? "");
+    for (const to of reps) {
+      if (to !== from && !up.has(to.ports[0]!)) {
+        gaps.push(`${from.name}->${to.name}`);
+      }
+    }
+  }
+  return gaps;
 }
 
 function consensusNote(state: State): string {
@@ -1244,6 +1409,7 @@ function cmdStatus() {
     console.log("no mixnet state (not running)");
     return;
   }
+  console.log(`CTIDH backend: ${s.backend ?? backendNote()}`);
   console.log(
     `mode ${s.mode}, net dir ${s.netDir}, started ${
       new Date(s.startedAt).toISOString()
@@ -1270,7 +1436,13 @@ function cmdStatus() {
       } ${up.padEnd(14)} ${where}`,
     );
   }
-  if (s.mode === "net") console.log(`consensus: ${consensusNote(s)}`);
+  if (s.mode === "net") {
+    console.log(`consensus: ${consensusNote(s)}`);
+    const gaps = meshGaps(s);
+    console.log(
+      `storage links: ${gaps.length ? `down: ${gaps.join(", ")}` : "all up"}`,
+    );
+  }
   if (bad) Deno.exitCode = 1;
 }
 

@@ -380,9 +380,14 @@ export class ThinConn {
     return ev.body;
   }
 
-  /** Pigeonhole write then read of one box through a courier; returns both durations in ms. */
+  /**
+   * Pigeonhole write then read of one box through a courier; returns both durations in ms.
+   * With `confirm`, the write waits for a replica's own reply (the box is stored)
+   * instead of the courier's ACK, which only says the courier took the envelope.
+   */
   async pigeonhole(
     timeoutMs: number,
+    confirm = false,
   ): Promise<{ writeMs: number; readMs: number }> {
     const kp = await this.request(
       "new_keypair",
@@ -410,6 +415,7 @@ export class ThinConn {
         envelope_descriptor: w.envelope_descriptor,
         message_ciphertext: w.message_ciphertext,
         envelope_hash: w.envelope_hash,
+        no_idempotent_box_already_exists: confirm,
       },
       "start_resending_encrypted_message_reply",
       timeoutMs,
