@@ -27,8 +27,19 @@ const doc = client.pkiDocument();
 const max = client.pigeonholeGeometry.maxPlaintextPayloadLength;
 // lambdaP is in messages per millisecond.
 const boundBoxesPerS = doc.lambdaP * 1000;
+// The CTIDH backend the local mixnet harness recorded for this run, if any.
+let ctidh = "unknown";
+try {
+  const state = JSON.parse(
+    Deno.readTextFileSync(
+      new URL("../.cache/mixnet/run/state.json", import.meta.url),
+    ),
+  );
+  ctidh = String(state.backend ?? "unknown");
+} catch { /* not run by the harness */ }
 console.log(JSON.stringify({
   event: "params",
+  ctidh,
   epoch: Number(doc.epoch),
   lambdaP_per_ms: doc.lambdaP,
   mu_per_ms: doc.mu,

@@ -53,6 +53,8 @@ done
   echo "the mixnet is not ready (deno run -A scripts/mixnet/mixnet.ts up)" >&2
   exit 1
 }
+BACKEND=$("$DENO" run -A "$ROOT/scripts/mixnet/mixnet.ts" backend 2>/dev/null || echo unknown)
+echo "CTIDH backend of the mixnet: $BACKEND" >&2
 UP="$B/rs-cli/bin/pigeonhole-cp"
 if [[ ! -x "$UP" ]]; then
   CARGO_TARGET_DIR="$B/rs-target" nice -n 19 cargo install --root "$B/rs-cli" \
@@ -112,7 +114,7 @@ for size in $SIZES; do
         read -r pb ps <<<"${PREV[$key]}"
         est=$(echo "$ps * $n / $pb" | bc)
         if ((est > LIMIT)); then
-          echo "{\"event\":\"transfer\",\"tool\":\"$tool\",\"mode\":\"$mode\",\"size\":\"$size\",\"skipped\":true,\"estimate_s\":$est}" | tee -a "$OUT"
+          echo "{\"event\":\"transfer\",\"tool\":\"$tool\",\"mode\":\"$mode\",\"size\":\"$size\",\"skipped\":true,\"estimate_s\":$est,\"ctidh\":\"$BACKEND\"}" | tee -a "$OUT"
           continue
         fi
       fi
@@ -148,8 +150,8 @@ for size in $SIZES; do
       fi
       cmp -s "$f" "$dest/$(basename "$f")" || { echo "received file differs: $tag" >&2; exit 1; }
       PREV[$key]="$n $(echo "$send_el + $recv_el" | bc)"
-      printf '{"event":"transfer","tool":"%s","mode":"%s","size":"%s","bytes":%s,"send_wall_s":%.1f,"send_own_s":%s,"receive_wall_s":%.1f,"receive_own_s":%s}\n' \
-        "$tool" "$mode" "$size" "$n" "$send_el" "${send_own:-null}" "$recv_el" "${recv_own:-null}" | tee -a "$OUT"
+      printf '{"event":"transfer","ctidh":"%s","tool":"%s","mode":"%s","size":"%s","bytes":%s,"send_wall_s":%.1f,"send_own_s":%s,"receive_wall_s":%.1f,"receive_own_s":%s}\n' \
+        "$BACKEND" "$tool" "$mode" "$size" "$n" "$send_el" "${send_own:-null}" "$recv_el" "${recv_own:-null}" | tee -a "$OUT"
     done
   done
 done

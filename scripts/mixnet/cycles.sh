@@ -17,6 +17,7 @@ DENO="${DENO:-$ROOT/tools/node_modules/.bin/deno}"
 M=("$DENO" run -A "$ROOT/scripts/mixnet/mixnet.ts")
 OUT="$ROOT/.cache/mixnet/cycles"
 rm -rf "$OUT" && mkdir -p "$OUT"
+echo "CTIDH backend: $("${M[@]}" backend)"
 pass=0
 fail=0
 strip() { sed 's/\x1b\[[0-9;]*m//g' "$@"; }

@@ -1729,6 +1729,10 @@ if (import.meta.main) {
       case "probe":
         await cmdProbe(opts);
         break;
+      case "backend":
+        // The running network's backend, else the built binaries'.
+        console.log(readState()?.backend ?? backendNote());
+        break;
       case "":
       case "help":
       case "--help":
