@@ -27,7 +27,17 @@ const RUN = `${CACHE}/run`;
 const STATE_FILE = `${RUN}/state.json`;
 
 // ---- network parameters (documented in docs/mixnet.md) --------------------------------
-const EPOCH_MS = 2 * 60 * 1000; // warped epochs (WarpedEpoch=true ldflag)
+// Epoch length: the warped build's 2 minutes unless KP_EPOCH ("90s", "1m", ...) sets
+// another, which every process gets as KATZENPOST_EPOCH_DURATION. Every deadline of the
+// PKI schedule (descriptor upload, vote, consensus) is a fixed fraction of it.
+const EPOCH = Deno.env.get("KP_EPOCH") ?? "2m";
+const EPOCH_MS = (() => {
+  const m = EPOCH.match(/^(\d+)(s|m)$/);
+  if (!m || Number(m[1]) <= 0) {
+    throw new Error(`KP_EPOCH must look like 90s or 2m, not ${EPOCH}`);
+  }
+  return Number(m[1]) * (m[2] === "m" ? 60000 : 1000);
+})();
 const EPOCH_ZERO = Date.UTC(2017, 5, 1); // katzenpost core/epochtime Epoch
 const BASE_PORT = Number(Deno.env.get("KP_BASE_PORT") ?? 30000);
 // testdata/thinclient.toml dials MAIN_TCP. The KP_* overrides let a second checkout
@@ -323,13 +333,29 @@ async function waitForLock(timeoutMs: number) {
 
 // ---- build ---------------------------------------------------------------------------------
 async function install() {
+  // A build directory named with KP_BIN_DIR keeps the backend it was built with
+  // unless KP_CTIDH_BACKEND says otherwise (the default directory follows "auto").
+  const env: Record<string, string> = {};
+  if (
+    Deno.env.get("KP_BIN_DIR") && !Deno.env.get("KP_CTIDH_BACKEND") &&
+    ctidhBackend(BIN) !== "unknown"
+  ) {
+    env.KP_CTIDH_BACKEND = ctidhBackend(BIN);
+  }
   const st = await new Deno.Command("bash", {
     args: [`${HERE}/install.sh`],
+    env,
     stdout: "inherit",
     stderr: "inherit",
   })
     .output();
   if (!st.success) fail("install.sh failed (see output above)");
+  if (!exists(`${CLIENT_BIN}/kpclientd`)) {
+    fail(
+      `no kpclientd in KP_KPCLIENTD_BIN_DIR=${CLIENT_BIN}: build it there first ` +
+        "(KP_BIN_DIR=<that dir> bash scripts/mixnet/install.sh)",
+    );
+  }
 }
 
 /**
@@ -571,7 +597,7 @@ function spawn(
     `# ${new Date().toISOString()} ${bin} ${args.join(" ")}\n`,
     { append: true },
   );
-  const env: Record<string, string> = { KATZENPOST_EPOCH_DURATION: "2m" };
+  const env: Record<string, string> = { KATZENPOST_EPOCH_DURATION: EPOCH };
   const child = new Deno.Command("sh", {
     // exec: the recorded pid is the daemon itself; detached: own session + process group.
     args: [
