@@ -64,7 +64,7 @@ step "building the Katzenpost daemons (cached after the first run)"
 bash scripts/mixnet/install.sh
 T_BUILD=$(now)
 
-step "starting the local mixnet (ready at an epoch boundary: 2-4 minutes)"
+step "starting the local mixnet (ready at an epoch boundary: 1-2 minutes)"
 MIXNET_STARTED=1
 mixnet up
 T_UP=$(now)

@@ -27,10 +27,12 @@ const RUN = `${CACHE}/run`;
 const STATE_FILE = `${RUN}/state.json`;
 
 // ---- network parameters (documented in docs/mixnet.md) --------------------------------
-// Epoch length: the warped build's 2 minutes unless KP_EPOCH ("90s", "1m", ...) sets
-// another, which every process gets as KATZENPOST_EPOCH_DURATION. Every deadline of the
-// PKI schedule (descriptor upload, vote, consensus) is a fixed fraction of it.
-const EPOCH = Deno.env.get("KP_EPOCH") ?? "2m";
+// Epoch length, given to every process as KATZENPOST_EPOCH_DURATION (it overrides the
+// warped build's 2 minutes). Every deadline of the PKI schedule (descriptor upload, vote,
+// consensus) is a fixed fraction of it, and the first usable document takes effect one
+// to two epochs after start, so 1 minute halves the wait for readiness. KP_EPOCH=2m
+// restores the warped default.
+const EPOCH = Deno.env.get("KP_EPOCH") ?? "1m";
 const EPOCH_MS = (() => {
   const m = EPOCH.match(/^(\d+)(s|m)$/);
   if (!m || Number(m[1]) <= 0) {
@@ -1429,7 +1431,7 @@ function cmdStatus() {
   const s = readState();
   const { epoch, into } = epochInfo();
   console.log(
-    `epoch ${epoch}, ${(into / 1000).toFixed(0)}s into it (2-minute epochs)`,
+    `epoch ${epoch}, ${(into / 1000).toFixed(0)}s into it (${EPOCH} epochs)`,
   );
   if (!s) {
     console.log("no mixnet state (not running)");
