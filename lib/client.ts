@@ -1177,8 +1177,12 @@ export class ThinClient implements AsyncDisposable {
   /**
    * Sends an encrypted read or write with the daemon's ARQ: it is resent
    * until the courier answers. Writes resolve on the courier's
-   * acknowledgement; reads resolve with the box's plaintext (by default a
-   * read of a box not yet written waits until it is written).
+   * acknowledgement, which says the courier took the envelope, not that a
+   * replica stored it (a replica that refuses the courier's connection can
+   * lose an ACKed write); with `noIdempotentBoxAlreadyExists` a write
+   * resolves only on the replica's own answer. Reads resolve with the box's
+   * plaintext (by default a read of a box not yet written waits until it is
+   * written).
    *
    * Aborting the signal sends the cancel to the daemon and rejects with the
    * signal's reason.

@@ -88,8 +88,10 @@ export interface StartResendingOptions extends CallOptions {
    */
   noRetryOnBoxIdNotFound?: boolean;
   /**
-   * Writes: report box-already-exists instead of treating it as success
-   * (costs a second round trip).
+   * Writes: wait for the replica's answer instead of the courier's ACK, so
+   * the write resolves only once a replica has stored the box, and report
+   * box-already-exists instead of treating it as success (costs a second
+   * round trip).
    * @default {false}
    */
   noIdempotentBoxAlreadyExists?: boolean;
