@@ -3,6 +3,7 @@
 // cancellation, progress, and every bad input → one line + its exit code.
 import assert from "node:assert/strict";
 import { encodeCbor } from "../lib/cbor.ts";
+import { ProtocolError } from "../lib/errors.ts";
 import { main, type PigeonholeCpDeps } from "../cli/pigeonhole_cp.ts";
 import {
   cborItemLength,
@@ -275,7 +276,10 @@ Deno.test("cborItemLength() measures definite and indefinite items", () => {
   ]);
   assert.equal(cborItemLength(indefText), indefText.length - 1);
   assert.throws(() => decodeHeader(indefText), /Cannot read file header/);
-  assert.throws(() => cborItemLength(new Uint8Array([0xa2, 0x61])), RangeError);
+  assert.throws(
+    () => cborItemLength(new Uint8Array([0xa2, 0x61])),
+    ProtocolError,
+  );
 });
 
 Deno.test("encodeHeader() writes upstream's keys first and decodeHeader() round-trips", () => {
