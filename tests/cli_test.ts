@@ -1624,3 +1624,54 @@ Deno.test(
     assert.deepEqual(await Deno.readFile(`${dest}/input.bin`), data);
   },
 );
+
+Deno.test("pigeonhole-cp reads at most 64 KiB of a capability source", async () => {
+  await using h = await harness();
+  const { path } = await writeInput(h, 100);
+  const big = `${h.dir}/big.json`;
+  await Deno.writeTextFile(big, " ".repeat(70_000) + "{}");
+  for (
+    const [source, stdin, label] of [
+      ["file:/dev/zero", undefined, "file '/dev/zero'"],
+      [`file:${big}`, undefined, `file '${big}'`],
+      ["-", "A".repeat(70_000), "standard input"],
+    ] as const
+  ) {
+    const t0 = performance.now();
+    const r = await h.run(
+      ["send", ...h.c, "-w", source, path],
+      stdin === undefined ? {} : { stdin },
+    );
+    assert.equal(r.code, 4, r.stderr);
+    assertOneLine(
+      r.stderr,
+      new RegExp(
+        `Cannot read write capability from ${
+          label.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")
+        }: it is larger than 65536 bytes`,
+      ),
+    );
+    assert.ok(performance.now() - t0 < 5000);
+  }
+});
+
+Deno.test("pigeonhole-cp names a remote plain ws:// address as its config file spells it", async () => {
+  await using h = await harness();
+  const config = `${h.dir}/remote.toml`;
+  await Deno.writeTextFile(
+    config,
+    '[Dial]\n  [Dial.Ws]\n    Address = "ws://192.0.2.9:64331/"\n',
+  );
+  const r = await h.run([
+    "genkey",
+    "--config",
+    config,
+    "--out",
+    `${h.dir}/k.json`,
+  ]);
+  assert.equal(r.code, 5, r.stderr);
+  assertOneLine(
+    r.stderr,
+    /Cannot load config '.*remote\.toml': key 'Dial\.Ws\.Address' names non-loopback host '192\.0\.2\.9' over plain ws:\/\//,
+  );
+});

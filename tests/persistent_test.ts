@@ -1015,3 +1015,45 @@ Deno.test("Channel.send() in two handles at once uses distinct boxes", async () 
   for (let i = 0; i < 20; i++) got.push(await text(p.inbox));
   assert.equal(new Set(got).size, 20);
 });
+
+Deno.test("a damaged capability or sealed value in the store is a PersistentError, not a RangeError", async () => {
+  await using env = await fakeEnv();
+  for (const sealKey of [undefined, new Uint8Array(32).fill(4)]) {
+    const path = `${env.dir}/damaged-${
+      sealKey === undefined ? "plain" : "sealed"
+    }.db`;
+    const p = await PigeonholeClient.open(
+      env.writer,
+      path,
+      sealKey === undefined ? {} : { sealKey },
+    );
+    await p.createChannel("c");
+    p.close();
+    // Five bytes where a 136-byte read capability (or its sealed form) was.
+    const raw = new DatabaseSync(path);
+    raw.prepare("UPDATE channels SET read_cap = ? WHERE name = 'c'").run(
+      new Uint8Array(5),
+    );
+    raw.close();
+    const again = await PigeonholeClient.open(
+      env.writer,
+      path,
+      sealKey === undefined ? {} : { sealKey },
+    );
+    try {
+      const ch = again.getChannel("c");
+      await assert.rejects(ch.shareReadCap(), (err: unknown) => {
+        assert.ok(err instanceof PersistentError, String(err));
+        assert.match(
+          err.message,
+          sealKey === undefined
+            ? /stored read_cap has 5 bytes, expected 136 \(the store is damaged\)/
+            : /Cannot unseal the stored read_cap: it is malformed/,
+        );
+        return true;
+      });
+    } finally {
+      again.close();
+    }
+  }
+});
