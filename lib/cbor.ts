@@ -358,18 +358,22 @@ export function cborMapEntries(bytes: Uint8Array, pos: number): CborEntry[] {
 }
 
 /**
- * Decodes the definite array of byte strings at `pos` with one allocation:
- * the strings are copied together into one buffer and returned as views of
- * it (a list of many short strings would otherwise cost one buffer each).
+ * Decodes the definite array of byte strings at `pos` without a buffer per
+ * string (a list of many short strings would otherwise cost one each): the
+ * strings are views of `bytes` itself when the caller owns it, or of one copy
+ * of the list's bytes.
  *
  * @param bytes Bytes already checked by {@linkcode scanCbor} (definite lengths).
  * @param pos Offset of the array.
+ * @param owned Whether `bytes` belongs to the caller, who will never change
+ *   or reuse it: the strings are then views of it, with no copy at all.
  * @returns The byte strings, or the index and type of the first element
  *   that is not one.
  */
 export function decodeCborBytesList(
   bytes: Uint8Array,
   pos: number,
+  owned = false,
 ): Uint8Array[] | { index: number; type: string } {
   if (readHead(bytes, pos) !== 4) return { index: -1, type: "not an array" };
   const n = head.arg;
@@ -384,8 +388,8 @@ export function decodeCborBytesList(
     ends[i] = at = head.next + head.arg;
   }
   if (n === 0) return [];
-  const from = starts[0]!;
-  const region = bytes.slice(from, ends[n - 1]);
+  const from = owned ? 0 : starts[0]!;
+  const region = owned ? bytes : bytes.slice(from, ends[n - 1]);
   const out: Uint8Array[] = new Array(n);
   for (let i = 0; i < n; i++) {
     out[i] = region.subarray(starts[i]! - from, ends[i]! - from);

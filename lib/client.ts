@@ -63,7 +63,7 @@ import {
   type ServiceDescriptor,
 } from "./pki.ts";
 import {
-  decodeResponse,
+  decodeFrameBody,
   type DirectoryAuthority,
   encodeRequest,
   HASH_LENGTH,
@@ -2041,7 +2041,7 @@ export class ThinClient implements AsyncDisposable {
           `Cannot complete handshake with daemon at '${this.#dialer.address}': connection closed by the daemon`,
         );
       }
-      return decodeResponse(r.value);
+      return decodeFrameBody(r.value, true);
     };
     try {
       const first = await next();
@@ -2111,7 +2111,7 @@ export class ThinClient implements AsyncDisposable {
         if (r.done) break;
         // While close()/detach() drain the connection, frames are dropped.
         if (this.#state === "closed") continue;
-        this.#dispatch(decodeResponse(r.value));
+        this.#dispatch(decodeFrameBody(r.value, true));
       }
     } catch (err) {
       error = err instanceof Error ? err : new Error(String(err));

@@ -1043,6 +1043,7 @@ function isNil(body: Uint8Array, e: CborEntry | undefined): boolean {
 /** Decodes one known field from where it lies in the body. */
 function decodeFieldAt(
   body: Uint8Array,
+  owned: boolean,
   where: string,
   type: FieldType,
   e: CborEntry | undefined,
@@ -1050,7 +1051,7 @@ function decodeFieldAt(
   if (isNil(body, e)) return decodeField(where, type, null);
   const { start, end } = e!;
   if (type === "bytesList?") {
-    const list = decodeCborBytesList(body, start);
+    const list = decodeCborBytesList(body, start, owned);
     if (Array.isArray(list)) return list;
     if (list.index < 0) {
       throw badType(where, "an array of byte strings", cborTypeAt(body, start));
@@ -1101,6 +1102,20 @@ function decodeFieldAt(
  * ```
  */
 export function decodeResponse(body: Uint8Array): Response {
+  return decodeFrameBody(body, false);
+}
+
+/**
+ * {@linkcode decodeResponse} for a body the caller hands over for good (a
+ * fresh buffer from the frame reader, never changed or reused): lists of
+ * byte strings are then views of it, with no copy. Internal to the client.
+ *
+ * @param body The CBOR body of one frame.
+ * @param owned Whether the body is handed over.
+ * @returns The decoded response.
+ * @throws {ProtocolError} As {@linkcode decodeResponse}.
+ */
+export function decodeFrameBody(body: Uint8Array, owned: boolean): Response {
   let top: Map<string, CborEntry>;
   try {
     checkCbor(body, { allowFloats: false, maxElements: FRAME_MAX_ELEMENTS });
@@ -1139,6 +1154,7 @@ export function decodeResponse(body: Uint8Array): Response {
     for (const [tsKey, wireKey, type] of RESPONSE_FIELDS[kind]) {
       out[tsKey] = decodeFieldAt(
         body,
+        owned,
         `${kind}.${wireKey}`,
         type,
         fields.get(wireKey),

@@ -239,7 +239,11 @@ Deno.test("decodeCborBytesList() returns views of one copied buffer", () => {
   assert.deepEqual(list, items);
   assert.equal(list[0]!.buffer, list[2]!.buffer);
   assert.notEqual(list[0]!.buffer, body.buffer);
-  body.fill(0); // the result does not alias its input
+  // An owned body is not copied at all.
+  const owned = decodeCborBytesList(body, 0, true) as Uint8Array[];
+  assert.deepEqual(owned, items);
+  assert.equal(owned[0]!.buffer, body.buffer);
+  body.fill(0); // the copied result does not alias its input
   assert.deepEqual(list[2], new Uint8Array(300).fill(9));
   assert.deepEqual(decodeCborBytesList(encodeCbor([]), 0), []);
   assert.deepEqual(decodeCborBytesList(encodeCbor([new Uint8Array(1), 5]), 0), {
