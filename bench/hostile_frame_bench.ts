@@ -13,6 +13,10 @@
  * - extra peak RSS: `VmHWM` after the frame minus `VmRSS` just before it
  *   (the frame itself already sits in memory before);
  * - max event-loop block: the longest gap between ticks of a 5 ms timer;
+ * - the CPU time of the JS thread and its wait in the kernel's run queue
+ *   between the first byte and the close (`/proc/thread-self/schedstat`): on
+ *   a loaded machine the wall-clock gaps include time the thread was ready
+ *   but not running, the CPU time does not;
  * - time to error, and the error the client closed with. Every frame is
  *   followed by a 1-byte frame that is not CBOR, so a client that accepts or
  *   ignores the big frame closes on that one (its error then says "0xff").
@@ -196,6 +200,13 @@ const CASES: Case[] = [
   },
 ];
 
+/** CPU time and run-queue wait of this (the JS) thread, in ms. */
+function threadTimes(): { cpu: number; wait: number } {
+  const [cpu, wait] = Deno.readTextFileSync("/proc/thread-self/schedstat")
+    .trim().split(/\s+/).map(Number);
+  return { cpu: cpu! / 1e6, wait: wait! / 1e6 };
+}
+
 function procStatus(field: "VmRSS" | "VmHWM"): number {
   const text = Deno.readTextFileSync("/proc/self/status");
   const m = text.match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"));
@@ -282,6 +293,7 @@ async function child(name: string): Promise<void> {
   const before = procStatus("VmRSS");
   Deno.writeTextFileSync("/proc/self/clear_refs", "5"); // reset VmHWM
   const t0 = performance.now();
+  const times0 = threadTimes();
   // Then a frame that is not CBOR: a client that accepted (or ignored) the
   // first one closes on this, so every case ends with the client closed.
   void inject(frame).then(() => inject(new Uint8Array([0, 0, 0, 1, 0xff])));
@@ -294,6 +306,7 @@ async function child(name: string): Promise<void> {
   ]);
   clearTimeout(timer);
   const ms = performance.now() - t0;
+  const times1 = threadTimes();
   await new Promise((r) => setTimeout(r, 20)); // one more tick after the end
   clearInterval(tick);
   const peak = procStatus("VmHWM");
@@ -312,6 +325,8 @@ async function child(name: string): Promise<void> {
     peakRssMiB: +(peak / MIB).toFixed(1),
     maxBlockMs: Math.round(maxGap),
     msToError: Math.round(ms),
+    cpuMs: Math.round(times1.cpu - times0.cpu),
+    runQueueMs: Math.round(times1.wait - times0.wait),
     error: error.slice(0, 300),
   }));
   await client.close();
@@ -346,12 +361,12 @@ async function parent(only: string[]): Promise<void> {
     console.log(JSON.stringify(row));
   }
   console.log(
-    "\n| case | frame | extra peak RSS | peak RSS | max event-loop block | time to error | error |",
+    "\n| case | frame | extra peak RSS | peak RSS | max event-loop block | time to error | JS thread CPU | run-queue wait | error |",
   );
-  console.log("| --- | ---: | ---: | ---: | ---: | ---: | --- |");
+  console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
   for (const r of rows) {
     console.log(
-      `| ${r.what} | ${r.frameBytes} B | ${r.extraPeakMiB} MiB | ${r.peakRssMiB} MiB | ${r.maxBlockMs} ms | ${r.msToError} ms | ${
+      `| ${r.what} | ${r.frameBytes} B | ${r.extraPeakMiB} MiB | ${r.peakRssMiB} MiB | ${r.maxBlockMs} ms | ${r.msToError} ms | ${r.cpuMs} ms | ${r.runQueueMs} ms | ${
         String(r.error).split(" <- ")[0]
       } |`,
     );

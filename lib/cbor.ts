@@ -276,6 +276,88 @@ function readHead(bytes: Uint8Array, pos: number): number {
   return b >> 5;
 }
 
+/** The end of the definite item at `pos` of bytes already checked by the scan. */
+function skipCbor(bytes: Uint8Array, pos: number): number {
+  let items = 1;
+  while (items > 0) {
+    const major = readHead(bytes, pos);
+    pos = head.next;
+    items--;
+    if (major === 2 || major === 3) pos += head.arg;
+    else if (major === 4) items += head.arg;
+    else if (major === 5) items += 2 * head.arg;
+  }
+  return pos;
+}
+
+/** Returned by {@linkcode decodeCborScalarAt} for an array or a map. */
+export const NOT_SCALAR: unique symbol = Symbol("not a scalar");
+
+/**
+ * Decodes the item at `pos` when it is not an array or a map, without cborg:
+ * an integer (a `number`, or a `bigint` beyond 2^53), a byte string (a
+ * copy), a text string (valid UTF-8 only, as Go demands), a boolean, `null`
+ * or `undefined`.
+ *
+ * @param bytes Bytes already checked by {@linkcode scanCbor} (definite
+ *   lengths, no tags).
+ * @param pos Offset of the item.
+ * @returns The value, or {@linkcode NOT_SCALAR} for an array or a map.
+ * @throws {ProtocolError} When a text string is not valid UTF-8, or the
+ *   item is a float.
+ */
+export function decodeCborScalarAt(
+  bytes: Uint8Array,
+  pos: number,
+): unknown {
+  const major = readHead(bytes, pos);
+  const info = bytes[pos]! & 0x1f;
+  const { arg, next } = head;
+  switch (major) {
+    case 0:
+    case 1: {
+      let n: number | bigint = arg;
+      if (info === 27 && arg > Number.MAX_SAFE_INTEGER) {
+        n = new DataView(bytes.buffer, bytes.byteOffset + pos + 1, 8)
+          .getBigUint64(0, false);
+      }
+      if (major === 0) return n;
+      return typeof n === "bigint" ? -1n - n : -1 - n;
+    }
+    case 2:
+      return bytes.slice(next, next + arg);
+    case 3: {
+      // The lenient decoder is much cheaper for long strings (the strict one
+      // takes three times the memory); only a string holding U+FFFD, which
+      // is where invalid bytes would show, is checked strictly.
+      const text = lenient.decode(bytes.subarray(next, next + arg));
+      if (!text.includes("\ufffd")) return text;
+      try {
+        return utf8.decode(bytes.subarray(next, next + arg));
+      } catch (err) {
+        throw new ProtocolError(
+          `Cannot decode CBOR: text string is not valid UTF-8 at byte ${pos}`,
+          { cause: err },
+        );
+      }
+    }
+    case 4:
+    case 5:
+      return NOT_SCALAR;
+  }
+  switch (bytes[pos]) {
+    case 0xf4:
+      return false;
+    case 0xf5:
+      return true;
+    case 0xf6:
+      return null;
+    case 0xf7:
+      return undefined;
+  }
+  throw scanError(`unexpected ${cborTypeAt(bytes, pos)}`, pos);
+}
+
 /**
  * What kind of item starts at `pos`, in the words of error messages.
  *
@@ -318,6 +400,23 @@ export interface CborEntry {
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
+const lenient = new TextDecoder("utf-8");
+
+/** A short ASCII string without TextDecoder (map keys), else `null`. */
+function shortAscii(
+  bytes: Uint8Array,
+  start: number,
+  length: number,
+): string | null {
+  if (length > 48) return null;
+  let out = "";
+  for (let i = start; i < start + length; i++) {
+    const c = bytes[i]!;
+    if (c >= 0x80) return null;
+    out += String.fromCharCode(c);
+  }
+  return out;
+}
 
 /**
  * The entries of the definite map at `pos`, with keys decoded and values
@@ -326,10 +425,16 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
  *
  * @param bytes Bytes already checked by {@linkcode scanCbor} (definite lengths).
  * @param pos Offset of the map.
+ * @param skipNil Leave out entries whose value is null or undefined (their
+ *   keys are not even decoded: 24 of the 25 keys of a Go envelope).
  * @returns The entries in order (duplicates kept).
  * @throws {ProtocolError} When a key is not a UTF-8 text string.
  */
-export function cborMapEntries(bytes: Uint8Array, pos: number): CborEntry[] {
+export function cborMapEntries(
+  bytes: Uint8Array,
+  pos: number,
+  skipNil = false,
+): CborEntry[] {
   if (readHead(bytes, pos) !== 5) {
     throw scanError("expected a map", pos);
   }
@@ -340,9 +445,17 @@ export function cborMapEntries(bytes: Uint8Array, pos: number): CborEntry[] {
     if (readHead(bytes, at) !== 3) {
       throw scanError(`map key of type ${cborTypeAt(bytes, at)}`, at);
     }
-    let key: string;
+    if (skipNil) {
+      const value = head.next + head.arg;
+      if (bytes[value] === 0xf6 || bytes[value] === 0xf7) {
+        at = value + 1;
+        continue;
+      }
+    }
+    let key = "";
     try {
-      key = utf8.decode(bytes.subarray(head.next, head.next + head.arg));
+      key = shortAscii(bytes, head.next, head.arg) ??
+        utf8.decode(bytes.subarray(head.next, head.next + head.arg));
     } catch (err) {
       throw new ProtocolError(
         `Cannot decode CBOR: map key is not valid UTF-8 at byte ${at}`,
@@ -350,7 +463,7 @@ export function cborMapEntries(bytes: Uint8Array, pos: number): CborEntry[] {
       );
     }
     const start = head.next + head.arg;
-    const end = scanCbor(bytes, { start, maxElements: Infinity });
+    const end = skipCbor(bytes, start);
     out.push({ key, start, end });
     at = end;
   }

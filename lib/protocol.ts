@@ -16,7 +16,9 @@ import {
   checkCbor,
   decodeCbor,
   decodeCborBytesList,
+  decodeCborScalarAt,
   encodeCbor,
+  NOT_SCALAR,
 } from "./cbor.ts";
 import { ProtocolError } from "./errors.ts";
 
@@ -1028,9 +1030,13 @@ function cborReason(err: unknown): string {
 }
 
 /** The entries of a map, first occurrence of each key (as Go keeps it). */
-function entriesOf(body: Uint8Array, pos: number): Map<string, CborEntry> {
+function entriesOf(
+  body: Uint8Array,
+  pos: number,
+  skipNil = false,
+): Map<string, CborEntry> {
   const out = new Map<string, CborEntry>();
-  for (const e of cborMapEntries(body, pos)) {
+  for (const e of cborMapEntries(body, pos, skipNil)) {
     if (!out.has(e.key)) out.set(e.key, e);
   }
   return out;
@@ -1060,10 +1066,13 @@ function decodeFieldAt(
   }
   let value: unknown;
   try {
-    value = decodeCbor(body.subarray(start, end), {
-      allowFloats: false,
-      maxElements: FIELD_MAX_ELEMENTS,
-    });
+    value = decodeCborScalarAt(body, start);
+    if (value === NOT_SCALAR) {
+      value = decodeCbor(body.subarray(start, end), {
+        allowFloats: false,
+        maxElements: FIELD_MAX_ELEMENTS,
+      });
+    }
   } catch (err) {
     throw new ProtocolError(
       `Cannot decode frame: field '${where}' is invalid: ${cborReason(err)}`,
@@ -1121,7 +1130,8 @@ export function decodeFrameBody(body: Uint8Array, owned: boolean): Response {
     checkCbor(body, { allowFloats: false, maxElements: FRAME_MAX_ELEMENTS });
     const type = cborTypeAt(body, 0);
     if (type !== "map") throw badType("(envelope)", "a map", type);
-    top = entriesOf(body, 0);
+    // Null variants are skipped unread; an unknown frame reads all keys.
+    top = entriesOf(body, 0, true);
   } catch (err) {
     if (
       err instanceof ProtocolError &&
@@ -1167,5 +1177,5 @@ export function decodeFrameBody(body: Uint8Array, owned: boolean): Response {
     }
     return out as Response;
   }
-  return { kind: "unknown", keys: [...top.keys()] };
+  return { kind: "unknown", keys: [...entriesOf(body, 0).keys()] };
 }

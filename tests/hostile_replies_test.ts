@@ -655,3 +655,50 @@ Deno.test("parsePkiDocument() never throws outside ProtocolError on mutated docu
     JSON.stringify(outcomes),
   );
 });
+
+Deno.test("client methods settle with a result or a ThinClientError on randomly mutated replies (fuzz)", async () => {
+  await using fake = await startFake();
+  await using client = await connectTo(fake);
+  let seed = 99;
+  const rnd = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const values = (): unknown[] => [
+    rand(rnd(300)),
+    null,
+    "text",
+    7,
+    -1,
+    new FakeFloat(1.5),
+    [rand(3), 5],
+    [],
+    { "x": rand(2) },
+    new FakeRawCbor(new Uint8Array([0xd8, 0x40, 0x41, 0x00])),
+  ];
+  const outcomes = { resolved: 0, rejected: 0 };
+  for (let i = 0; i < 120; i++) {
+    const c = CAP_CASES[rnd(CAP_CASES.length)]!;
+    const fields = Object.keys(c.valid);
+    const field = fields[rnd(fields.length)]!;
+    const pool = values();
+    fake.script(
+      c.kind,
+      { reply: { ...c.valid, [field]: pool[rnd(pool.length)] } },
+      { times: 1 },
+    );
+    try {
+      // A reply the frame decoder refuses drops the connection; the call is
+      // re-sent after the reconnect and answered normally.
+      await within(c.call(client), 5000, `${c.kind}.${field}`);
+      outcomes.resolved++;
+    } catch (err) {
+      assert.ok(isTyped(err), `${c.kind}.${field}: ${err}`);
+      outcomes.rejected++;
+    }
+  }
+  assert.ok(
+    outcomes.resolved > 10 && outcomes.rejected > 10,
+    JSON.stringify(outcomes),
+  );
+});

@@ -582,3 +582,22 @@ Deno.test("decodeResponse() keeps its limits and ranges on structurally mutated 
     JSON.stringify(counts),
   );
 });
+
+Deno.test("decodeResponse() refuses text that is not UTF-8, as Go does", () => {
+  const good = encodeResponse("message_sent_event", { "err": "ab" }, false);
+  const at = good.lastIndexOf(0x62); // "b"
+  const bad = good.slice();
+  bad[at] = 0xff;
+  assert.equal(
+    (decodeResponse(good) as { err: string | null }).err,
+    "ab",
+  );
+  assert.throws(() => decodeResponse(bad), (err: unknown) => {
+    assert.ok(err instanceof ProtocolError, String(err));
+    assert.match(
+      err.message,
+      /field 'message_sent_event.err' is invalid: text string is not valid UTF-8/,
+    );
+    return true;
+  });
+});
