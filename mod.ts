@@ -56,6 +56,7 @@ export {
 export {
   encodeFrame,
   FrameDecoder,
+  HANDSHAKE_MAX_FRAME_SIZE,
   MAX_FRAME_SIZE,
   readFrames,
 } from "./lib/framing.ts";

@@ -18,6 +18,21 @@
 import { MessageBoxIndex, ReadCap, WriteCap } from "../lib/caps.ts";
 import { parseShareText } from "../persistent/models.ts";
 import { CliError, ExitCode, fsReason } from "./_errors.ts";
+import { _denoBackend } from "../transport/_deno.ts";
+
+/**
+ * The most a capability source may hold: 64 KiB. A key file is about 1 KB;
+ * a larger source (or `file:/dev/zero`) is not one, and is not read whole.
+ */
+export const MAX_CAP_SOURCE = 65_536;
+
+/** The error for a source over {@linkcode MAX_CAP_SOURCE}. */
+export function sourceTooLarge(what: string, label: string): CliError {
+  return new CliError(
+    ExitCode.Capability,
+    `Cannot read ${what} from ${label}: it is larger than ${MAX_CAP_SOURCE} bytes (a key file is about 1 KB; is this the right file?)`,
+  );
+}
 
 /** Environment variables read when an option is not given. */
 export const ENV = {
@@ -40,8 +55,11 @@ export interface CapBundle {
 export interface SourceContext {
   /** Environment lookup. */
   env(name: string): string | undefined;
-  /** All of standard input as text (at most once). */
-  stdin(): Promise<string>;
+  /**
+   * All of standard input as text (read once), or `null` when it holds more
+   * than {@linkcode MAX_CAP_SOURCE} bytes.
+   */
+  stdin(): Promise<string | null>;
 }
 
 /** A resolved source: its text and how to name it in messages. */
@@ -57,7 +75,9 @@ async function resolve(
   ctx: SourceContext,
 ): Promise<Resolved> {
   if (spec === "-" || spec === "stdin") {
-    return { text: await ctx.stdin(), label: "standard input", literal: false };
+    const text = await ctx.stdin();
+    if (text === null) throw sourceTooLarge(what, "standard input");
+    return { text, label: "standard input", literal: false };
   }
   const file = spec.startsWith("file:")
     ? spec.slice(5)
@@ -65,12 +85,9 @@ async function resolve(
     ? spec.slice(1)
     : null;
   if (file !== null) {
+    let text: string | null;
     try {
-      return {
-        text: await Deno.readTextFile(file),
-        label: `file '${file}'`,
-        literal: false,
-      };
+      text = await _denoBackend.readTextFile(file, MAX_CAP_SOURCE);
     } catch (err) {
       throw new CliError(
         ExitCode.Capability,
@@ -78,6 +95,8 @@ async function resolve(
         { cause: err },
       );
     }
+    if (text === null) throw sourceTooLarge(what, `file '${file}'`);
+    return { text, label: `file '${file}'`, literal: false };
   }
   if (spec.startsWith("env:")) {
     const name = spec.slice(4);

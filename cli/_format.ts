@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { decodeCbor, encodeCbor } from "../lib/cbor.ts";
+import { decodeCbor, encodeCbor, scanCbor } from "../lib/cbor.ts";
 import { CliError, ExitCode } from "./_errors.ts";
 
 /** Length of a SHA-256 digest. */
@@ -48,76 +48,14 @@ export function encodeHeader(header: FileHeader): Uint8Array {
 }
 
 /**
- * The length of the first CBOR data item of `bytes` (well-formedness only;
- * values are not interpreted).
+ * The length of the first CBOR data item of `bytes` (structure only; values
+ * are not interpreted). Indefinite lengths are accepted, tags are not.
  *
- * @throws {RangeError} When the item is truncated or malformed.
+ * @throws {ProtocolError} When the item is truncated, malformed or beyond
+ *   the CBOR limits of lib/cbor.ts.
  */
 export function cborItemLength(bytes: Uint8Array): number {
-  return itemEnd(bytes, 0, 0);
-}
-
-function itemEnd(b: Uint8Array, start: number, depth: number): number {
-  if (depth > 16) throw new RangeError("nesting too deep");
-  let pos = start;
-  if (pos >= b.length) throw new RangeError("truncated");
-  const ib = b[pos++]!;
-  const major = ib >> 5;
-  const ai = ib & 0x1f;
-  let arg = 0;
-  let indefinite = false;
-  if (ai < 24) {
-    arg = ai;
-  } else if (ai <= 27) {
-    const n = 1 << (ai - 24);
-    if (pos + n > b.length) throw new RangeError("truncated");
-    for (let i = 0; i < n; i++) arg = arg * 256 + b[pos + i]!;
-    pos += n;
-    if (!Number.isSafeInteger(arg) && major >= 2 && major <= 5) {
-      throw new RangeError("length too large");
-    }
-  } else if (ai === 31 && major >= 2 && major <= 5) {
-    indefinite = true;
-  } else if (!(major === 7 && ai === 31)) {
-    throw new RangeError(`reserved additional information ${ai}`);
-  } else {
-    throw new RangeError("unexpected break");
-  }
-  switch (major) {
-    case 0:
-    case 1:
-    case 7:
-      return pos;
-    case 2:
-    case 3:
-      if (!indefinite) {
-        if (pos + arg > b.length) throw new RangeError("truncated");
-        return pos + arg;
-      }
-      for (;;) {
-        if (pos >= b.length) throw new RangeError("truncated");
-        if (b[pos] === 0xff) return pos + 1;
-        if (b[pos]! >> 5 !== major || (b[pos]! & 0x1f) === 31) {
-          throw new RangeError("bad chunk in indefinite string");
-        }
-        pos = itemEnd(b, pos, depth + 1);
-      }
-    case 4:
-    case 5: {
-      const per = major === 5 ? 2 : 1;
-      if (!indefinite) {
-        for (let i = 0; i < arg * per; i++) pos = itemEnd(b, pos, depth + 1);
-        return pos;
-      }
-      for (;;) {
-        if (pos >= b.length) throw new RangeError("truncated");
-        if (b[pos] === 0xff) return pos + 1;
-        for (let i = 0; i < per; i++) pos = itemEnd(b, pos, depth + 1);
-      }
-    }
-    default: // 6: tag
-      return itemEnd(b, pos, depth + 1);
-  }
+  return scanCbor(bytes, { allowIndefinite: true });
 }
 
 /**
@@ -132,7 +70,7 @@ export function decodeHeader(
   let value: unknown;
   try {
     end = cborItemLength(box0);
-    value = decodeCbor(box0.subarray(0, end));
+    value = decodeCbor(box0.subarray(0, end), { allowIndefinite: true });
   } catch (err) {
     throw new CliError(
       ExitCode.Integrity,

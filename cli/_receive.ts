@@ -13,6 +13,7 @@ import { type CommandEnv, printResult } from "./_env.ts";
 import { CliError, ExitCode, fsReason } from "./_errors.ts";
 import { decodeHeader, type FileHeader, nameProblem } from "./_format.ts";
 import { hashFile, sha256, sha256Of, toHex, writeAllTo } from "./_io.ts";
+import { type FieldRule, recordFits } from "./_state.ts";
 import { pipelinedRead } from "./_pipeline.ts";
 import { formatBytes } from "./_progress.ts";
 
@@ -31,6 +32,61 @@ export interface ReceiveOptions {
 }
 
 const CHECKPOINT_MS = 1000;
+
+/** Fields a saved receive must have. */
+const RECEIVE_RECORD: Readonly<Record<string, FieldRule>> = {
+  name: "string",
+  size: "uint",
+  sha256: "32 bytes?",
+  part: "string",
+  bytes: "uint",
+  boxes: "uint",
+  nextIndex: "index",
+  capacity: "uint",
+};
+
+/**
+ * Whether a saved receive can be trusted: every field of the right type, the
+ * part file exactly where this transfer keeps it (a record naming any other
+ * file would have it truncated or deleted), and the counts consistent.
+ */
+function usableRecord(r: Record<string, unknown>, part: string): boolean {
+  return recordFits(r, RECEIVE_RECORD) && r["part"] === part &&
+    (r["bytes"] as number) <= (r["size"] as number) &&
+    (r["capacity"] as number) >= 1 &&
+    nameProblem(r["name"] as string) === null;
+}
+
+/** Turns a failed write of received data into a one-line CliError. */
+function writeFailed(where: string, bytes: number, err: unknown): CliError {
+  if (err instanceof CliError) return err;
+  return new CliError(
+    ExitCode.Input,
+    `Cannot write ${where}: ${fsReason(err)}${
+      where === "to standard output"
+        ? ""
+        : ` (${bytes} bytes received so far are kept: free some space and rerun to resume)`
+    }`,
+    { cause: err },
+  );
+}
+
+/**
+ * Opens the part file of a resumed receive for writing, refusing anything
+ * but a regular file (a symbolic link put in its place would redirect the
+ * writes).
+ */
+async function openPart(part: string): Promise<Deno.FsFile> {
+  const before = await Deno.lstat(part);
+  if (!before.isFile) throw new Error("it is not a regular file");
+  const file = await Deno.open(part, { read: true, write: true });
+  const after = await file.stat();
+  if (after.ino !== before.ino || after.dev !== before.dev) {
+    file.close();
+    throw new Error("it was replaced while being opened");
+  }
+  return file;
+}
 
 async function exists(path: string): Promise<boolean> {
   try {
@@ -88,11 +144,17 @@ export async function runReceive(
     new TextEncoder().encode(dir),
   ));
   const store = toStdout ? null : env.store;
+  const part = toStdout
+    ? ""
+    : join(dir, `.pigeonhole-cp-${key.slice(8, 24)}.part`);
   let stored = store?.get(key)?.record;
   if (stored !== undefined) {
-    const part = stored["part"];
     let usable = false;
-    if (typeof part === "string" && !o.fresh) {
+    if (!usableRecord(stored, part)) {
+      env.progress.note(
+        `the saved progress in '${store!.path}' is unreadable; starting over`,
+      );
+    } else if (!o.fresh) {
       try {
         const st = await Deno.lstat(part);
         usable = st.isFile && st.size >= (stored["bytes"] as number);
@@ -102,7 +164,8 @@ export async function runReceive(
       }
     }
     if (!usable) {
-      if (typeof part === "string") await Deno.remove(part).catch(() => {});
+      // Only ever the part file of this transfer, whatever the record says.
+      await Deno.remove(part).catch(() => {});
       store!.delete(key);
       stored = undefined;
     }
@@ -113,6 +176,7 @@ export async function runReceive(
     return await receive(o, caps, env, client, {
       key,
       dir,
+      part,
       stored,
       started,
       store,
@@ -130,6 +194,7 @@ async function receive(
   s: {
     key: string;
     dir: string;
+    part: string;
     stored: Record<string, unknown> | undefined;
     started: number;
     store: CommandEnv["store"];
@@ -140,12 +205,25 @@ async function receive(
   const hash = sha256();
   let header: FileHeader;
   let file: Deno.FsFile | null = null;
-  let part = "";
-  let bytes: number;
+  const part = s.part;
+  let bytes = 0;
   let boxes: number;
   let next: MessageBoxIndex;
   let capacity: number;
   const resumed = s.stored !== undefined;
+  /** Writes received bytes to the part file or stdout. */
+  const emit = async (data: Uint8Array): Promise<void> => {
+    try {
+      if (file !== null) await writeAllTo(file, data);
+      else await env.stdout.bytes(data);
+    } catch (err) {
+      throw writeFailed(
+        file !== null ? `'${part}'` : "to standard output",
+        bytes,
+        err,
+      );
+    }
+  };
 
   if (s.stored !== undefined) {
     const r = s.stored;
@@ -154,13 +232,12 @@ async function receive(
       size: r["size"] as number,
       sha256: r["sha256"] instanceof Uint8Array ? r["sha256"] : null,
     };
-    part = r["part"] as string;
     bytes = r["bytes"] as number;
     boxes = r["boxes"] as number;
     next = new MessageBoxIndex(r["nextIndex"] as Uint8Array);
     capacity = r["capacity"] as number;
     try {
-      file = await Deno.open(part, { read: true, write: true });
+      file = await openPart(part);
       await file.truncate(bytes);
       await file.seek(bytes, Deno.SeekMode.Start);
       const { size } = await hashFile(part, bytes, hash);
@@ -227,12 +304,15 @@ async function receive(
           `Cannot receive '${header.name}': '${final}' already exists (move it away, or receive into another directory)`,
         );
       }
-      part = join(s.dir, `.pigeonhole-cp-${s.key.slice(8, 24)}.part`);
       try {
+        // A leftover (or a link someone put there) is removed, not followed:
+        // the new file is created exclusively.
+        await Deno.remove(part).catch((err) => {
+          if (!(err instanceof Deno.errors.NotFound)) throw err;
+        });
         file = await Deno.open(part, {
           write: true,
-          create: true,
-          truncate: true,
+          createNew: true,
           mode: 0o600,
         });
       } catch (err) {
@@ -248,8 +328,7 @@ async function receive(
       Math.min(decoded.rest.length, header.size),
     );
     hash.update(take);
-    if (file !== null) await writeAllTo(file, take);
-    else await env.stdout.bytes(take);
+    await emit(take);
     bytes = take.length;
     boxes = 1;
     next = env0.nextMessageBoxIndex;
@@ -271,7 +350,11 @@ async function receive(
   const checkpoint = async (force: boolean): Promise<void> => {
     if (s.store === null || file === null) return;
     if (!force && env.now() - lastCheckpoint < CHECKPOINT_MS) return;
-    await file.syncData();
+    try {
+      await file.syncData();
+    } catch (err) {
+      throw writeFailed(`'${part}'`, bytes, err);
+    }
     s.store.put(s.key, "receive", record());
     lastCheckpoint = env.now();
   };
@@ -312,8 +395,7 @@ async function receive(
               Math.min(data.length, header.size - bytes),
             );
             hash.update(take);
-            if (file !== null) await writeAllTo(file, take);
-            else await env.stdout.bytes(take);
+            await emit(take);
             bytes += take.length;
             boxes++;
             next = after;
@@ -363,7 +445,11 @@ async function receive(
     }
     let where = "-";
     if (file !== null) {
-      await file.sync();
+      try {
+        await file.sync();
+      } catch (err) {
+        throw writeFailed(`'${part}'`, bytes, err);
+      }
       const size = (await file.stat()).size;
       file.close();
       file = null;

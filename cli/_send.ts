@@ -10,6 +10,7 @@ import type { ThinClient } from "../lib/client.ts";
 import { MAX_COPY_PAYLOAD } from "../lib/pigeonhole.ts";
 import { type CommandEnv, printResult } from "./_env.ts";
 import { CliError, ExitCode, fsReason } from "./_errors.ts";
+import { type FieldRule, recordFits } from "./_state.ts";
 import { encodeHeader, nameProblem, streamLayout } from "./_format.ts";
 import {
   concat,
@@ -151,6 +152,35 @@ async function openSource(o: SendOptions, env: CommandEnv): Promise<Source> {
   }
 }
 
+/** Fields a saved stream-mode send must have (see cursorOf). */
+const STREAM_RECORD: Readonly<Record<string, FieldRule>> = {
+  mode: "string",
+  name: "string",
+  size: "uint",
+  sha256: "32 bytes",
+  max: "uint",
+  low: "uint",
+  lowIndex: "index",
+  ahead: "uints",
+};
+
+/** Fields a saved copy-mode send must have. */
+const COPY_RECORD: Readonly<Record<string, FieldRule>> = {
+  mode: "string",
+  name: "string",
+  size: "uint",
+  sha256: "32 bytes",
+  phase: "string",
+  tempSeed: "32 bytes",
+  count: "uint",
+  nextDestIndex: "index",
+  destBoxes: "uint",
+  low: "uint",
+  ahead: "uints",
+  lowIndex: "index?",
+  lastIndex: "index?",
+};
+
 function sameBytes(a: unknown, b: Uint8Array): boolean {
   return a instanceof Uint8Array && a.length === b.length &&
     a.every((x, i) => x === b[i]);
@@ -238,6 +268,18 @@ async function send(
   const store = env.store;
   if (o.fresh) store?.delete(key);
   let stored = store?.get(key);
+  if (
+    stored !== undefined && (!recordFits(
+      stored.record,
+      stored.record["mode"] === "copy" ? COPY_RECORD : STREAM_RECORD,
+    ) || stored.record["max"] === 0)
+  ) {
+    env.progress.note(
+      `the saved progress in '${store!.path}' is unreadable; starting over`,
+    );
+    store!.delete(key);
+    stored = undefined;
+  }
   if (stored !== undefined) {
     const r = stored.record;
     const same = r["mode"] === o.mode && r["name"] === src.name &&
@@ -426,7 +468,9 @@ async function sendCopy(
   } else record = {};
   if (
     elements === null || !(record["tempSeed"] instanceof Uint8Array) ||
-    !(record["nextDestIndex"] instanceof Uint8Array)
+    !(record["nextDestIndex"] instanceof Uint8Array) ||
+    elements.length !== record["count"] ||
+    (record["phase"] !== "upload" && record["phase"] !== "copy")
   ) {
     env.progress.update({
       phase: "prepare",

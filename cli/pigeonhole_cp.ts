@@ -35,7 +35,7 @@
  */
 import { parseArgs } from "node:util";
 import type { ThinClient, ThinClientOptions } from "../lib/client.ts";
-import type { ThinClientConfig } from "../lib/config.ts";
+import { _checkLoadedDial, type ThinClientConfig } from "../lib/config.ts";
 import { ConfigError } from "../lib/errors.ts";
 import type { Keypair } from "../lib/pigeonhole.ts";
 import { formatShareText } from "../persistent/models.ts";
@@ -43,6 +43,7 @@ import { connect as connectDaemon, loadConfig } from "../transport/mod.ts";
 import {
   loadReadSide,
   loadWriteSide,
+  MAX_CAP_SOURCE,
   type SourceContext,
 } from "./_caps_input.ts";
 import type { CommandEnv } from "./_env.ts";
@@ -53,7 +54,7 @@ import {
   ExitCode as EXIT,
   fsReason,
 } from "./_errors.ts";
-import { Output, toBase64 } from "./_io.ts";
+import { Output, readAll, toBase64 } from "./_io.ts";
 import { Progress, type ProgressMode } from "./_progress.ts";
 import { runReceive } from "./_receive.ts";
 import { runSend } from "./_send.ts";
@@ -352,7 +353,10 @@ async function readConfig(values: Values, io: Io): Promise<ThinClientConfig> {
   const implicit = values["config"] === undefined &&
     !io.env("KATZENPOST_THINCLIENT_CONFIG");
   try {
-    return await loadConfig(path);
+    const config = await loadConfig(path);
+    // The loopback rule of ws://, with keys named as in the file.
+    _checkLoadedDial(config.dial, path);
+    return config;
   } catch (err) {
     if (implicit && err instanceof ConfigError) {
       let missing = false;
@@ -386,13 +390,20 @@ function defaultStatePath(io: Io): string | null {
 }
 
 function sourceContext(io: Io): SourceContext & { used: boolean } {
-  let text: Promise<string> | null = null;
+  let text: Promise<string | null> | null = null;
   const ctx = {
     used: false,
     env: io.env,
-    stdin(): Promise<string> {
+    stdin(): Promise<string | null> {
       ctx.used = true;
-      text ??= new Response(io.stdin).text();
+      const tooLarge = new Error("standard input is too large");
+      text ??= readAll(io.stdin, MAX_CAP_SOURCE, () => tooLarge).then(
+        (bytes) => new TextDecoder().decode(bytes),
+        (err) => {
+          if (err === tooLarge) return null;
+          throw err;
+        },
+      );
       return text;
     },
   };

@@ -31,6 +31,7 @@ import {
   type Keypair,
   type MultiCourierEnvelopes,
   need,
+  needCap,
   type StartResendingOptions,
   type StartResendingParams,
   type StartResendingResult,
@@ -47,7 +48,13 @@ import {
   type EventsOptions,
   type ThinClientEvent,
 } from "./events.ts";
-import { encodeFrame, MAX_FRAME_SIZE, readFrames } from "./framing.ts";
+import {
+  encodeFrame,
+  FrameDecoder,
+  HANDSHAKE_MAX_FRAME_SIZE,
+  MAX_FRAME_SIZE,
+  readFrames,
+} from "./framing.ts";
 import { blake2b256 } from "./hash.ts";
 import {
   findServices,
@@ -56,7 +63,7 @@ import {
   type ServiceDescriptor,
 } from "./pki.ts";
 import {
-  decodeResponse,
+  decodeFrameBody,
   type DirectoryAuthority,
   encodeRequest,
   HASH_LENGTH,
@@ -134,6 +141,14 @@ export interface ThinClientOptions {
    * @default {41943040}
    */
   maxFrameSize?: number;
+  /**
+   * Largest frame body accepted before the client sends its session token:
+   * the daemon's connection status and PKI document (see
+   * {@linkcode HANDSHAKE_MAX_FRAME_SIZE}). Raise it for a network whose PKI
+   * document is larger; it never exceeds `maxFrameSize`.
+   * @default {4194304}
+   */
+  handshakeMaxFrameSize?: number;
 }
 
 /**
@@ -202,6 +217,15 @@ const DAEMON_CLOSE_WAIT_MS = 2000;
 
 function replyKindOf(kind: RequestKind): ResponseKind {
   return `${kind}_reply` as ResponseKind;
+}
+
+function frameSizeOption(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new RangeError(
+      `Cannot use ${name}: '${value}' is not a positive integer`,
+    );
+  }
+  return value;
 }
 
 function checkLength(what: string, value: Uint8Array, length: number): void {
@@ -294,6 +318,7 @@ export class ThinClient implements AsyncDisposable {
   readonly #reconnect: Required<ReconnectOptions> | null;
   readonly #handshakeTimeout: number;
   readonly #maxFrameSize: number;
+  readonly #handshakeMaxFrameSize: number;
 
   #conn: Conn | null = null;
   #writer: WritableStreamDefaultWriter<Uint8Array> | null = null;
@@ -342,7 +367,17 @@ export class ThinClient implements AsyncDisposable {
       maxAttempts: (r === true ? undefined : r.maxAttempts) ?? Infinity,
     };
     this.#handshakeTimeout = options.handshakeTimeout ?? 60_000;
-    this.#maxFrameSize = options.maxFrameSize ?? MAX_FRAME_SIZE;
+    this.#maxFrameSize = frameSizeOption(
+      "maxFrameSize",
+      options.maxFrameSize ?? MAX_FRAME_SIZE,
+    );
+    this.#handshakeMaxFrameSize = Math.min(
+      this.#maxFrameSize,
+      frameSizeOption(
+        "handshakeMaxFrameSize",
+        options.handshakeMaxFrameSize ?? HANDSHAKE_MAX_FRAME_SIZE,
+      ),
+    );
   }
 
   /**
@@ -1089,10 +1124,12 @@ export class ThinClient implements AsyncDisposable {
     }, options);
     ThinClient.check(r);
     return {
-      writeCap: new WriteCap(need(r.writeCap, "write_cap")),
-      readCap: new ReadCap(need(r.readCap, "read_cap")),
-      firstMessageIndex: new MessageBoxIndex(
-        need(r.firstMessageIndex, "first_message_index"),
+      writeCap: needCap(r.writeCap, "write_cap", WriteCap),
+      readCap: needCap(r.readCap, "read_cap", ReadCap),
+      firstMessageIndex: needCap(
+        r.firstMessageIndex,
+        "first_message_index",
+        MessageBoxIndex,
       ),
     };
   }
@@ -1310,8 +1347,10 @@ export class ThinClient implements AsyncDisposable {
       messageBoxIndex: capBytes(messageBoxIndex, MessageBoxIndex),
     }, options);
     ThinClient.check(r);
-    return new MessageBoxIndex(
-      need(r.nextMessageBoxIndex, "next_message_box_index"),
+    return needCap(
+      r.nextMessageBoxIndex,
+      "next_message_box_index",
+      MessageBoxIndex,
     );
   }
 
@@ -1449,8 +1488,10 @@ export class ThinClient implements AsyncDisposable {
     ThinClient.check(r);
     return {
       envelopes: r.envelopes ?? [],
-      nextDestIndex: new MessageBoxIndex(
-        need(r.nextDestIndex, "next_dest_index"),
+      nextDestIndex: needCap(
+        r.nextDestIndex,
+        "next_dest_index",
+        MessageBoxIndex,
       ),
     };
   }
@@ -1500,8 +1541,8 @@ export class ThinClient implements AsyncDisposable {
     return {
       envelopes: r.envelopes ?? [],
       buffer: r.buffer,
-      nextDestIndices: (r.nextDestIndices ?? []).map((b) =>
-        new MessageBoxIndex(b)
+      nextDestIndices: (r.nextDestIndices ?? []).map((b, i) =>
+        needCap(b, `next_dest_indices[${i}]`, MessageBoxIndex)
       ),
     };
   }
@@ -1552,8 +1593,10 @@ export class ThinClient implements AsyncDisposable {
     return {
       envelopes: r.envelopes ?? [],
       buffer: r.buffer,
-      nextDestIndex: new MessageBoxIndex(
-        need(r.nextDestIndex, "next_dest_index"),
+      nextDestIndex: needCap(
+        r.nextDestIndex,
+        "next_dest_index",
+        MessageBoxIndex,
       ),
     };
   }
@@ -1629,10 +1672,12 @@ export class ThinClient implements AsyncDisposable {
     return {
       voucher: need(r.voucher, "voucher"),
       voucherPayload: need(r.voucherPayload, "voucher_payload"),
-      voucherWriteCap: new WriteCap(
-        need(r.voucherWriteCap, "voucher_write_cap"),
+      voucherWriteCap: needCap(
+        r.voucherWriteCap,
+        "voucher_write_cap",
+        WriteCap,
       ),
-      voucherReadCap: new ReadCap(need(r.voucherReadCap, "voucher_read_cap")),
+      voucherReadCap: needCap(r.voucherReadCap, "voucher_read_cap", ReadCap),
       voucherSecretKey: need(r.voucherSecretKey, "voucher_secret_key"),
       voucherPublicKey: need(r.voucherPublicKey, "voucher_public_key"),
     };
@@ -1669,14 +1714,18 @@ export class ThinClient implements AsyncDisposable {
     ThinClient.check(r);
     return {
       displayName: r.displayName,
-      mutatedMessageReadCap: new ReadCap(
-        need(r.mutatedMessageReadCap, "mutated_message_read_cap"),
+      mutatedMessageReadCap: needCap(
+        r.mutatedMessageReadCap,
+        "mutated_message_read_cap",
+        ReadCap,
       ),
       sealedReply: need(r.sealedReply, "sealed_reply"),
-      voucherWriteCap: new WriteCap(
-        need(r.voucherWriteCap, "voucher_write_cap"),
+      voucherWriteCap: needCap(
+        r.voucherWriteCap,
+        "voucher_write_cap",
+        WriteCap,
       ),
-      voucherReadCap: new ReadCap(need(r.voucherReadCap, "voucher_read_cap")),
+      voucherReadCap: needCap(r.voucherReadCap, "voucher_read_cap", ReadCap),
       salt: need(r.salt, "salt"),
     };
   }
@@ -1713,8 +1762,10 @@ export class ThinClient implements AsyncDisposable {
     return {
       whoReply: need(r.whoReply, "who_reply"),
       salt: need(r.salt, "salt"),
-      mutatedMessageWriteCap: new WriteCap(
-        need(r.mutatedMessageWriteCap, "mutated_message_write_cap"),
+      mutatedMessageWriteCap: needCap(
+        r.mutatedMessageWriteCap,
+        "mutated_message_write_cap",
+        WriteCap,
       ),
     };
   }
@@ -1742,10 +1793,12 @@ export class ThinClient implements AsyncDisposable {
     }, options);
     ThinClient.check(r);
     return {
-      voucherWriteCap: new WriteCap(
-        need(r.voucherWriteCap, "voucher_write_cap"),
+      voucherWriteCap: needCap(
+        r.voucherWriteCap,
+        "voucher_write_cap",
+        WriteCap,
       ),
-      voucherReadCap: new ReadCap(need(r.voucherReadCap, "voucher_read_cap")),
+      voucherReadCap: needCap(r.voucherReadCap, "voucher_read_cap", ReadCap),
     };
   }
 
@@ -1952,8 +2005,10 @@ export class ThinClient implements AsyncDisposable {
       }
       throw abortReason(hsSignal);
     }
-    const frames = readFrames(conn.readable, this.#maxFrameSize)
-      [Symbol.asyncIterator]();
+    // Until the session token is sent, only the status and the PKI document
+    // may arrive: a small limit keeps a wrong peer from costing 40 MiB.
+    const decoder = new FrameDecoder(this.#handshakeMaxFrameSize);
+    const frames = readFrames(conn.readable, decoder)[Symbol.asyncIterator]();
     const onAbort = (): void => {
       try {
         conn.close();
@@ -1968,6 +2023,16 @@ export class ThinClient implements AsyncDisposable {
         r = await frames.next();
       } catch (err) {
         if (hsSignal.aborted) throw abortReason(hsSignal);
+        if (
+          err instanceof ProtocolError &&
+          decoder.maxFrameSize < this.#maxFrameSize &&
+          err.message.includes("exceeds maximum")
+        ) {
+          throw new ProtocolError(
+            `Cannot complete handshake with daemon at '${this.#dialer.address}': ${err.message} before the session token (raise the handshakeMaxFrameSize option if the daemon's PKI document is that large)`,
+            { cause: err },
+          );
+        }
         if (err instanceof ThinClientError) throw err;
         throw new ConnectionError(
           `Cannot complete handshake with daemon at '${this.#dialer.address}': connection failed`,
@@ -1980,7 +2045,7 @@ export class ThinClient implements AsyncDisposable {
           `Cannot complete handshake with daemon at '${this.#dialer.address}': connection closed by the daemon`,
         );
       }
-      return decodeResponse(r.value);
+      return decodeFrameBody(r.value, true);
     };
     try {
       const first = await next();
@@ -2017,6 +2082,8 @@ export class ThinClient implements AsyncDisposable {
       this.#writer = conn.writable.getWriter();
       this.#writeChain = Promise.resolve();
       this.#sawShutdown = false;
+      // Replies queued for a resumed session may follow: any size from now.
+      decoder.maxFrameSize = this.#maxFrameSize;
       await this.#write({
         kind: "session_token",
         clientInstanceToken: this.#instanceToken,
@@ -2048,7 +2115,7 @@ export class ThinClient implements AsyncDisposable {
         if (r.done) break;
         // While close()/detach() drain the connection, frames are dropped.
         if (this.#state === "closed") continue;
-        this.#dispatch(decodeResponse(r.value));
+        this.#dispatch(decodeFrameBody(r.value, true));
       }
     } catch (err) {
       error = err instanceof Error ? err : new Error(String(err));

@@ -144,6 +144,19 @@ export interface TcpAddress {
   port: number;
 }
 
+/**
+ * The largest `thinclient.toml` accepted: 64 KiB. The file holds one
+ * `[Dial]` table of a line or two; a larger one is not a thin client
+ * configuration, and parsing megabytes of TOML costs seconds and gigabytes.
+ *
+ * @example Usage
+ * ```ts
+ * import { MAX_CONFIG_SIZE } from "@katzenpost/thinclient/transport";
+ * console.log(MAX_CONFIG_SIZE); // 65536
+ * ```
+ */
+export const MAX_CONFIG_SIZE: number = 65_536;
+
 type _Kind = "tcp" | "unix" | "ws";
 type _Field = "address" | "network" | "allowRemote";
 
@@ -190,9 +203,11 @@ const NETWORKS: readonly string[] = ["tcp", "tcp4", "tcp6"];
  * @param options The file name for error messages.
  * @returns The configuration, with keys in camelCase and an empty `Network`
  * left out.
- * @throws {ConfigError} When the text is not valid TOML (the parser's error,
- * with line and column, is the `cause`), or does not follow the rules above;
- * `key` names the offending dotted key, for example `Dial.Pipe`.
+ * @throws {ConfigError} When the text is longer than
+ * {@linkcode MAX_CONFIG_SIZE} UTF-8 bytes (checked before parsing), is not
+ * valid TOML (the parser's error, with line and column, is the `cause`), or
+ * does not follow the rules above; `key` names the offending dotted key, for
+ * example `Dial.Pipe`.
  *
  * @example Usage
  * ```ts
@@ -210,9 +225,18 @@ export function parseConfig(
   tomlText: string,
   options?: ParseConfigOptions,
 ): ThinClientConfig {
-  const prefix = options?.path === undefined
-    ? "Cannot load config"
-    : `Cannot load config '${options.path}'`;
+  const prefix = _configPrefix(options?.path);
+  // A UTF-16 code unit is 1 to 3 UTF-8 bytes: only a text between a third
+  // of the limit and the limit needs counting.
+  if (
+    tomlText.length > MAX_CONFIG_SIZE ||
+    (tomlText.length > MAX_CONFIG_SIZE / 3 &&
+      new TextEncoder().encode(tomlText).length > MAX_CONFIG_SIZE)
+  ) {
+    throw new ConfigError(
+      `${prefix}: it is larger than ${MAX_CONFIG_SIZE} bytes; a thinclient.toml holds one [Dial] table (is this the right file?)`,
+    );
+  }
   let doc: Record<string, unknown>;
   try {
     doc = parseToml(tomlText);
@@ -233,14 +257,52 @@ export function parseConfig(
   if (doc.Dial === undefined) {
     throw new ConfigError(`${prefix}: missing table 'Dial'`, { key: "Dial" });
   }
-  const naming: _Naming = {
-    prefix,
-    root: "Dial",
-    kinds: { tcp: "Tcp", unix: "Unix", ws: "Ws" },
-    fields: TOML_FIELDS,
-    toml: true,
-  };
-  return { dial: _checkDial(doc.Dial, naming, false) };
+  return { dial: _checkDial(doc.Dial, _TOML_NAMING(prefix), false) };
+}
+
+function _configPrefix(path: string | undefined): string {
+  return path === undefined
+    ? "Cannot load config"
+    : `Cannot load config '${path}'`;
+}
+
+const _TOML_NAMING = (prefix: string): _Naming => ({
+  prefix,
+  root: "Dial",
+  kinds: { tcp: "Tcp", unix: "Unix", ws: "Ws" },
+  fields: TOML_FIELDS,
+  toml: true,
+});
+
+/**
+ * Applies the checks of {@linkcode validateDialConfig} (the loopback rule
+ * included) to a dial configuration read from a file by
+ * {@linkcode parseConfig}, naming keys as the file spells them
+ * (`Dial.Ws.Address`) and the file in the message. Internal to the
+ * transport module.
+ *
+ * @param dial The configuration as parseConfig returned it.
+ * @param path The file it came from.
+ * @returns The configuration, checked.
+ * @throws {ConfigError} When it breaks a rule.
+ */
+export function _checkLoadedDial(dial: DialConfig, path: string): DialConfig {
+  const kinds: Record<_Kind, string> = { tcp: "Tcp", unix: "Unix", ws: "Ws" };
+  const raw: Record<string, unknown> = {};
+  for (const kind of KINDS) {
+    const table = (dial as unknown as Record<
+      string,
+      Record<string, unknown> | undefined
+    >)[kind];
+    if (table === undefined) continue;
+    const out: Record<string, unknown> = {};
+    for (const [field, name] of Object.entries(TOML_FIELDS[kind])) {
+      if (table[field] !== undefined) out[name] = table[field];
+    }
+    raw[kinds[kind]] = out;
+  }
+  _checkDial(raw, _TOML_NAMING(_configPrefix(path)), true);
+  return dial;
 }
 
 /**
@@ -509,9 +571,11 @@ function _checkDial(
         !_isLoopbackHostname(url.hostname)
       ) {
         throw badAddress(
-          `names non-loopback host '${url.hostname}' over plain ws://, which would carry the thin protocol unencrypted: use wss:// or set '${
-            fieldKey("allowRemote")
-          }' to true`,
+          `names non-loopback host '${url.hostname}' over plain ws://, which would carry the thin protocol unencrypted: use wss:// or ${
+            toml
+              ? "pass a config object with 'ws.allowRemote' set to true (there is no TOML key for it)"
+              : `set '${fieldKey("allowRemote")}' to true`
+          }`,
         );
       }
       const ws: WebSocketDialConfig = { address };

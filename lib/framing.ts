@@ -19,6 +19,24 @@ import { ProtocolError } from "./errors.ts";
 export const MAX_FRAME_SIZE: number = 41_943_040;
 
 /**
+ * The largest frame body a client accepts before it has sent its session
+ * token: 4 MiB. Those first frames are the daemon's connection status (about
+ * 600 bytes) and its PKI document, which is tens of kilobytes on a small
+ * network and about 200 KB for 108 nodes with 1216-byte post-quantum link
+ * keys (bench/_pki_fixture.ts), so this leaves 20 times that. A peer that is
+ * not kpclientd cannot make the client buffer 40 MiB before it has proved
+ * anything. Raise it with the `handshakeMaxFrameSize` option of
+ * `ThinClient.connect` for a larger network.
+ *
+ * @example Usage
+ * ```ts
+ * import { HANDSHAKE_MAX_FRAME_SIZE } from "@katzenpost/thinclient";
+ * console.log(HANDSHAKE_MAX_FRAME_SIZE); // 4194304
+ * ```
+ */
+export const HANDSHAKE_MAX_FRAME_SIZE: number = 4_194_304;
+
+/**
  * Prefixes a body with its 4-byte big-endian length.
  *
  * @param body The CBOR body.
@@ -60,7 +78,7 @@ export function encodeFrame(
  * ```
  */
 export class FrameDecoder {
-  readonly #max: number;
+  #max: number;
   readonly #header = new Uint8Array(4);
   #headerFill = 0;
   #body: Uint8Array | null = null;
@@ -73,6 +91,19 @@ export class FrameDecoder {
    */
   constructor(maxFrameSize: number = MAX_FRAME_SIZE) {
     this.#max = maxFrameSize;
+  }
+
+  /**
+   * Largest body accepted from now on. It may change between frames (a
+   * client accepts larger frames once the handshake has got far enough); a
+   * body already being read keeps the limit it was checked against.
+   */
+  get maxFrameSize(): number {
+    return this.#max;
+  }
+
+  set maxFrameSize(value: number) {
+    this.#max = value;
   }
 
   /** Whether a frame has been started but not completed. */
@@ -136,7 +167,8 @@ export class FrameDecoder {
  * Reads frame bodies from a byte stream until it ends.
  *
  * @param readable The byte stream.
- * @param maxFrameSize Largest body accepted.
+ * @param maxFrameSize Largest body accepted, or the {@linkcode FrameDecoder}
+ *   to use (its `maxFrameSize` may then be changed between frames).
  * @returns An async iterator of bodies.
  * @throws {ProtocolError} On an oversize length or a stream that ends mid-frame.
  *
@@ -149,9 +181,11 @@ export class FrameDecoder {
  */
 export async function* readFrames(
   readable: ReadableStream<Uint8Array>,
-  maxFrameSize: number = MAX_FRAME_SIZE,
+  maxFrameSize: number | FrameDecoder = MAX_FRAME_SIZE,
 ): AsyncGenerator<Uint8Array, void, undefined> {
-  const decoder = new FrameDecoder(maxFrameSize);
+  const decoder = maxFrameSize instanceof FrameDecoder
+    ? maxFrameSize
+    : new FrameDecoder(maxFrameSize);
   const reader = readable.getReader();
   try {
     while (true) {

@@ -325,6 +325,28 @@ export function need(value: Uint8Array | null, field: string): Uint8Array {
   return value;
 }
 
+/**
+ * A capability or box index from a success reply: present, and of the length
+ * of its type (a wrong length is a broken daemon, not a bad argument).
+ */
+export function needCap<T>(
+  value: Uint8Array | null,
+  field: string,
+  type:
+    & { readonly LENGTH: number; readonly name: string }
+    & (new (
+      bytes: Uint8Array,
+    ) => T),
+): T {
+  const bytes = need(value, field);
+  if (bytes.length !== type.LENGTH) {
+    throw new ProtocolError(
+      `Cannot decode reply: field '${field}' has ${bytes.length} bytes, a ${type.name} has ${type.LENGTH}`,
+    );
+  }
+  return new type(bytes);
+}
+
 /** The bytes of a wrapper, checking it is the right wrapper. */
 export function capBytes<T extends { bytes: Uint8Array }>(
   value: T,
@@ -346,8 +368,10 @@ export function encrypted(
     messageCiphertext: need(r.messageCiphertext, "message_ciphertext"),
     envelopeDescriptor: need(r.envelopeDescriptor, "envelope_descriptor"),
     envelopeHash: need(r.envelopeHash, "envelope_hash"),
-    nextMessageBoxIndex: new MessageBoxIndex(
-      need(r.nextMessageBoxIndex, "next_message_box_index"),
+    nextMessageBoxIndex: needCap(
+      r.nextMessageBoxIndex,
+      "next_message_box_index",
+      MessageBoxIndex,
     ),
   };
 }

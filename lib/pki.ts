@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { decodeCborMaps } from "./cbor.ts";
+import { type CborBudget, decodeCborExact } from "./cbor.ts";
 import { ProtocolError } from "./errors.ts";
 import { blake2b256 } from "./hash.ts";
 
@@ -129,62 +129,141 @@ export interface ServiceDescriptor {
   recipientQueueId: Uint8Array;
 }
 
-function fail(what: string): ProtocolError {
-  return new ProtocolError(`Cannot parse PKI document: ${what}`);
+/**
+ * Most array elements plus map pairs in a document and all its descriptors
+ * together. A document of 108 nodes (bench/_pki_fixture.ts) has about 4,000.
+ */
+const PKI_MAX_ELEMENTS = 65_536;
+
+function fail(what: string, cause?: unknown): ProtocolError {
+  return new ProtocolError(
+    `Cannot parse PKI document: ${what}`,
+    cause === undefined ? undefined : { cause },
+  );
+}
+
+// The document is decoded with every CBOR integer as a `bigint` and every
+// float as a `number` (decodeCborExact), so the two can be told apart.
+function describe(v: unknown): string {
+  if (v === null) return "null";
+  if (v instanceof Uint8Array) return "a byte string";
+  if (v instanceof Map) return "a map";
+  if (Array.isArray(v)) return "an array";
+  if (typeof v === "bigint") return `the integer ${v}`;
+  if (typeof v === "number") return `the float ${v}`;
+  if (typeof v === "string") return "a text string";
+  return typeof v;
+}
+
+function wrong(where: string, expected: string, v: unknown): ProtocolError {
+  return fail(`'${where}' is ${describe(v)}, expected ${expected}`);
 }
 
 function asMap(v: unknown, where: string): Map<unknown, unknown> {
-  if (!(v instanceof Map)) throw fail(`'${where}' is not a map`);
+  if (!(v instanceof Map)) throw wrong(where, "a map", v);
   return v;
 }
 
-function u64(v: unknown, where: string): bigint {
+/** An unsigned integer of Go type `uint<bits>`: a CBOR integer in range, never a float. */
+function uint(v: unknown, where: string, bits: 8 | 64): bigint {
   if (v === undefined || v === null) return 0n;
-  if (typeof v === "bigint") return v;
-  if (typeof v === "number" && Number.isInteger(v) && v >= 0) return BigInt(v);
-  throw fail(`'${where}' is not an unsigned integer`);
+  if (typeof v === "bigint" && v >= 0n && v < 1n << BigInt(bits)) return v;
+  throw wrong(where, `an unsigned ${bits}-bit integer`, v);
 }
 
-function num(v: unknown, where: string): number {
+function u64(v: unknown, where: string): bigint {
+  return uint(v, where, 64);
+}
+
+function u8(v: unknown, where: string): number {
+  return Number(uint(v, where, 8));
+}
+
+/** A Go `float64`: a CBOR float, or an integer (which Go converts). */
+function float(v: unknown, where: string): number {
   if (v === undefined || v === null) return 0;
   if (typeof v === "number") return v;
   if (typeof v === "bigint") return Number(v);
-  throw fail(`'${where}' is not a number`);
+  throw wrong(where, "a number", v);
+}
+
+function bool(v: unknown, where: string): boolean {
+  if (v === undefined || v === null) return false;
+  if (typeof v !== "boolean") throw wrong(where, "a boolean", v);
+  return v;
 }
 
 function text(v: unknown, where: string): string {
   if (v === undefined || v === null) return "";
-  if (typeof v !== "string") throw fail(`'${where}' is not a text string`);
+  if (typeof v !== "string") throw wrong(where, "a text string", v);
   return v;
 }
 
 function bytes(v: unknown, where: string): Uint8Array {
   if (v === undefined || v === null) return new Uint8Array(0);
-  if (!(v instanceof Uint8Array)) throw fail(`'${where}' is not a byte string`);
+  if (!(v instanceof Uint8Array)) throw wrong(where, "a byte string", v);
   return v;
 }
 
 function list(v: unknown, where: string): unknown[] {
   if (v === undefined || v === null) return [];
-  if (!Array.isArray(v)) throw fail(`'${where}' is not an array`);
+  if (!Array.isArray(v)) throw wrong(where, "an array", v);
   return v;
 }
 
-function toObject(v: unknown): unknown {
+/** Sets an own property, even for the key `__proto__` (never the prototype). */
+function setOwn(o: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(o, key, {
+    value,
+    enumerable: true,
+    configurable: true,
+    writable: true,
+  });
+}
+
+/**
+ * A decoded value as the rest of the library sees it: integers that fit a
+ * `number` become one again (cborg's default), the rest stay `bigint`;
+ * `asObjects` also turns maps into plain objects.
+ */
+function plain(v: unknown, asObjects: boolean): unknown {
+  if (typeof v === "bigint") {
+    return v >= -Number.MAX_SAFE_INTEGER && v <= Number.MAX_SAFE_INTEGER
+      ? Number(v)
+      : v;
+  }
+  if (Array.isArray(v)) return v.map((x) => plain(x, asObjects));
   if (v instanceof Map) {
+    if (!asObjects) {
+      const m = new Map<unknown, unknown>();
+      for (const [k, val] of v) m.set(plain(k, false), plain(val, false));
+      return m;
+    }
     const o: Record<string, unknown> = {};
-    for (const [k, val] of v) o[String(k)] = toObject(val);
+    for (const [k, val] of v) {
+      setOwn(o, String(plain(k, true)), plain(val, true));
+    }
     return o;
   }
-  if (Array.isArray(v)) return v.map(toObject);
   return v;
+}
+
+/** Go `map[string]T`: text keys only. */
+function textKeyed(v: unknown, where: string): [string, unknown][] {
+  if (v === undefined || v === null) return [];
+  const out: [string, unknown][] = [];
+  for (const [k, val] of asMap(v, where)) {
+    if (typeof k !== "string") throw wrong(`${where} key`, "a text string", k);
+    out.push([k, val]);
+  }
+  return out;
 }
 
 function stringLists(v: unknown, where: string): Record<string, string[]> {
   const out: Record<string, string[]> = {};
-  if (v === undefined || v === null) return out;
-  for (const [k, val] of asMap(v, where)) {
-    out[String(k)] = list(val, where).map((s) => text(s, where));
+  for (const [k, val] of textKeyed(v, where)) {
+    const at = `${where}.${k}`;
+    setOwn(out, k, list(val, at).map((s, i) => text(s, `${at}[${i}]`)));
   }
   return out;
 }
@@ -193,36 +272,55 @@ function keyMap(v: unknown, where: string): Map<bigint, Uint8Array> {
   const out = new Map<bigint, Uint8Array>();
   if (v === undefined || v === null) return out;
   for (const [k, val] of asMap(v, where)) {
-    out.set(u64(k, where), bytes(val, where));
+    out.set(u64(k, `${where} key`), bytes(val, `${where}.${k}`));
   }
   return out;
 }
 
+/**
+ * Go `map[string]map[string]interface{}` (Kaetzchen): a null inner map (how
+ * Go encodes a nil one) becomes an empty object.
+ */
 function nested(
   v: unknown,
   where: string,
 ): Record<string, Record<string, unknown>> {
-  if (v === undefined || v === null) return {};
-  return toObject(asMap(v, where)) as Record<string, Record<string, unknown>>;
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const [k, val] of textKeyed(v, where)) {
+    const params: Record<string, unknown> = {};
+    for (const [pk, pv] of textKeyed(val, `${where}.${k}`)) {
+      setOwn(params, pk, plain(pv, true));
+    }
+    setOwn(out, k, params);
+  }
+  return out;
 }
 
-function parseMix(v: unknown, where: string): MixDescriptor {
-  let m: Map<unknown, unknown>;
-  if (v instanceof Uint8Array) {
-    try {
-      m = asMap(decodeCborMaps(v), where);
-    } catch (err) {
-      if (err instanceof ProtocolError) throw err;
-      throw new ProtocolError(
-        `Cannot parse PKI document: '${where}' is not CBOR`,
-        {
-          cause: err,
-        },
-      );
-    }
-  } else {
-    m = asMap(v, where);
+/**
+ * A descriptor: a map, or (mixes, gateways, services) a byte string holding
+ * one, decoded within the document's element budget.
+ */
+function descriptor(
+  v: unknown,
+  where: string,
+  budget: CborBudget,
+): Map<unknown, unknown> {
+  if (!(v instanceof Uint8Array)) return asMap(v, where);
+  let decoded: unknown;
+  try {
+    decoded = decodeCborExact(v, budget);
+  } catch (err) {
+    throw fail(`'${where}' is not CBOR: ${(err as Error).message}`, err);
   }
+  return asMap(decoded, where);
+}
+
+function parseMix(
+  v: unknown,
+  where: string,
+  budget: CborBudget,
+): MixDescriptor {
+  const m = descriptor(v, where, budget);
   return {
     name: text(m.get("Name"), `${where}.Name`),
     epoch: u64(m.get("Epoch"), `${where}.Epoch`),
@@ -235,19 +333,21 @@ function parseMix(v: unknown, where: string): MixDescriptor {
       m.get("KaetzchenAdvertizedData"),
       `${where}.KaetzchenAdvertizedData`,
     ),
-    isGatewayNode: m.get("IsGatewayNode") === true,
-    isServiceNode: m.get("IsServiceNode") === true,
-    loadWeight: num(m.get("LoadWeight"), `${where}.LoadWeight`),
+    isGatewayNode: bool(m.get("IsGatewayNode"), `${where}.IsGatewayNode`),
+    isServiceNode: bool(m.get("IsServiceNode"), `${where}.IsServiceNode`),
+    loadWeight: u8(m.get("LoadWeight"), `${where}.LoadWeight`),
   };
 }
 
-function parseReplica(v: unknown, where: string): ReplicaDescriptor {
-  const m = v instanceof Uint8Array
-    ? asMap(decodeCborMaps(v), where)
-    : asMap(v, where);
+function parseReplica(
+  v: unknown,
+  where: string,
+  budget: CborBudget,
+): ReplicaDescriptor {
+  const m = descriptor(v, where, budget);
   return {
     name: text(m.get("Name"), `${where}.Name`),
-    replicaId: num(m.get("ReplicaID"), `${where}.ReplicaID`),
+    replicaId: u8(m.get("ReplicaID"), `${where}.ReplicaID`),
     epoch: u64(m.get("Epoch"), `${where}.Epoch`),
     identityKey: bytes(m.get("IdentityKey"), `${where}.IdentityKey`),
     linkKey: bytes(m.get("LinkKey"), `${where}.LinkKey`),
@@ -262,7 +362,10 @@ function parseReplica(v: unknown, where: string): ReplicaDescriptor {
  *
  * @param payload The CBOR-encoded document.
  * @returns The parsed document.
- * @throws {ProtocolError} When the payload is not a well-formed document.
+ * @throws {ProtocolError} When the payload is not a well-formed document:
+ *   not CBOR, beyond the CBOR limits, or a field of the wrong type or range
+ *   (a float or negative number where Go has an unsigned integer, say).
+ * @throws {TypeError} When `payload` is not a `Uint8Array`.
  *
  * @example Usage
  * ```ts
@@ -273,41 +376,47 @@ function parseReplica(v: unknown, where: string): ReplicaDescriptor {
  * ```
  */
 export function parsePkiDocument(payload: Uint8Array): PkiDocument {
-  let raw: Map<unknown, unknown>;
-  try {
-    raw = asMap(decodeCborMaps(payload), "document");
-  } catch (err) {
-    if (err instanceof ProtocolError) throw err;
-    throw new ProtocolError("Cannot parse PKI document: payload is not CBOR", {
-      cause: err,
-    });
+  if (!(payload instanceof Uint8Array)) {
+    throw new TypeError(
+      "Cannot parse PKI document: payload is not a Uint8Array",
+    );
   }
+  // One element budget for the document and every descriptor nested in its
+  // byte strings, so nesting cannot multiply the limit.
+  const budget: CborBudget = { elements: PKI_MAX_ELEMENTS };
+  let decoded: unknown;
+  try {
+    decoded = decodeCborExact(payload, budget);
+  } catch (err) {
+    throw fail(`payload is not CBOR: ${(err as Error).message}`, err);
+  }
+  const raw = asMap(decoded, "document");
   return {
     epoch: u64(raw.get("Epoch"), "Epoch"),
     genesisEpoch: u64(raw.get("GenesisEpoch"), "GenesisEpoch"),
-    mu: num(raw.get("Mu"), "Mu"),
-    lambdaP: num(raw.get("LambdaP"), "LambdaP"),
-    lambdaL: num(raw.get("LambdaL"), "LambdaL"),
-    lambdaM: num(raw.get("LambdaM"), "LambdaM"),
-    lambdaG: num(raw.get("LambdaG"), "LambdaG"),
-    lambdaR: num(raw.get("LambdaR"), "LambdaR"),
+    mu: float(raw.get("Mu"), "Mu"),
+    lambdaP: float(raw.get("LambdaP"), "LambdaP"),
+    lambdaL: float(raw.get("LambdaL"), "LambdaL"),
+    lambdaM: float(raw.get("LambdaM"), "LambdaM"),
+    lambdaG: float(raw.get("LambdaG"), "LambdaG"),
+    lambdaR: float(raw.get("LambdaR"), "LambdaR"),
     topology: list(raw.get("Topology"), "Topology").map((layer, i) =>
       list(layer, `Topology[${i}]`).map((n, j) =>
-        parseMix(n, `Topology[${i}][${j}]`)
+        parseMix(n, `Topology[${i}][${j}]`, budget)
       )
     ),
     gatewayNodes: list(raw.get("GatewayNodes"), "GatewayNodes").map((n, i) =>
-      parseMix(n, `GatewayNodes[${i}]`)
+      parseMix(n, `GatewayNodes[${i}]`, budget)
     ),
     serviceNodes: list(raw.get("ServiceNodes"), "ServiceNodes").map((n, i) =>
-      parseMix(n, `ServiceNodes[${i}]`)
+      parseMix(n, `ServiceNodes[${i}]`, budget)
     ),
     storageReplicas: list(raw.get("StorageReplicas"), "StorageReplicas").map((
       n,
       i,
-    ) => parseReplica(n, `StorageReplicas[${i}]`)),
+    ) => parseReplica(n, `StorageReplicas[${i}]`, budget)),
     version: text(raw.get("Version"), "Version"),
-    raw,
+    raw: plain(raw, false) as Map<unknown, unknown>,
   };
 }
 
@@ -332,9 +441,15 @@ export function findServices(
 ): ServiceDescriptor[] {
   const out: ServiceDescriptor[] = [];
   for (const node of doc.serviceNodes) {
-    const params = node.kaetzchen[capability];
-    if (params === undefined) continue;
-    const endpoint = params["endpoint"];
+    // Own properties only: a capability named "constructor" or "__proto__"
+    // must not find Object.prototype. A null entry (Go's nil map) offers nothing.
+    const services = node.kaetzchen;
+    if (typeof services !== "object" || services === null) continue;
+    if (!Object.hasOwn(services, capability)) continue;
+    const params: unknown = services[capability];
+    if (typeof params !== "object" || params === null) continue;
+    if (!Object.hasOwn(params, "endpoint")) continue;
+    const endpoint = (params as Record<string, unknown>)["endpoint"];
     if (typeof endpoint !== "string" || endpoint.length === 0) continue;
     out.push({
       capability,

@@ -9,8 +9,36 @@
  *
  * @module
  */
-import { decodeCbor, encodeCbor } from "./cbor.ts";
+import {
+  type CborEntry,
+  cborMapEntries,
+  cborTypeAt,
+  checkCbor,
+  decodeCbor,
+  decodeCborBytesList,
+  decodeCborScalarAt,
+  encodeCbor,
+  NOT_SCALAR,
+} from "./cbor.ts";
 import { ProtocolError } from "./errors.ts";
+
+/**
+ * Most array elements plus map pairs one frame may hold: 65,536. A frame's
+ * only long arrays are copy-stream elements (one per box of at most 1549
+ * bytes, so about 27,000 in 40 MiB, and at most 65,536 per copy stream) and
+ * box indices; the rest is a few dozen fields. Decoding costs about 1 µs
+ * per element, so this also bounds the time one frame blocks the event loop
+ * (see BENCHMARKS.md, "Hostile input").
+ */
+const FRAME_MAX_ELEMENTS = 65_536;
+/**
+ * Most array elements plus map pairs in one field other than a list of byte
+ * strings. The largest such field kpclientd sends is the list of directory
+ * authorities: a handful of maps of seven fields. Lists of byte strings are
+ * decoded without building an object per element; anything else is built
+ * by cborg, so this keeps a hostile field cheap to decode.
+ */
+const FIELD_MAX_ELEMENTS = 4_096;
 
 /** Byte length of query ids, SURB ids, message ids and instance tokens. */
 export const ID_LENGTH = 16;
@@ -821,17 +849,28 @@ function typeName(v: unknown): string {
   return typeof v;
 }
 
-function bad(where: string, expected: string, v: unknown): ProtocolError {
+function badType(
+  where: string,
+  expected: string,
+  type: string,
+): ProtocolError {
   return new ProtocolError(
-    `Cannot decode frame: field '${where}' is ${
-      typeName(v)
-    }, expected ${expected}`,
+    `Cannot decode frame: field '${where}' is ${type}, expected ${expected}`,
   );
+}
+
+function bad(where: string, expected: string, v: unknown): ProtocolError {
+  return badType(where, expected, typeName(v));
 }
 
 function isPlainMap(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v) &&
     !(v instanceof Uint8Array) && !(v instanceof Map);
+}
+
+/** A map's own value for a key (never one inherited from `Object.prototype`). */
+function own(map: Record<string, unknown>, key: string): unknown {
+  return Object.hasOwn(map, key) ? map[key] : undefined;
 }
 
 function decodeUint(where: string, v: unknown, max: number): number {
@@ -879,7 +918,7 @@ function decodeStruct<T>(
   if (!isPlainMap(v)) throw bad(where, "a map", v);
   const out: Record<string, unknown> = {};
   for (const [tsKey, wireKey] of keys) {
-    const raw = v[wireKey];
+    const raw = own(v, wireKey);
     const at = `${where}.${wireKey}`;
     if (wireKey.endsWith("Name")) {
       out[tsKey as string] = decodeText(at, raw) ?? "";
@@ -890,7 +929,9 @@ function decodeStruct<T>(
 
 function decodeAuthority(where: string, v: unknown): DirectoryAuthority {
   if (!isPlainMap(v)) throw bad(where, "a map", v);
-  const addresses = v["addresses"];
+  const addresses = own(v, "addresses");
+  const text = (key: string): string =>
+    decodeText(`${where}.${key}`, own(v, key)) ?? "";
   const list: string[] = [];
   if (addresses !== null && addresses !== undefined) {
     if (!Array.isArray(addresses)) {
@@ -901,23 +942,18 @@ function decodeAuthority(where: string, v: unknown): DirectoryAuthority {
     }
   }
   return {
-    identifier: decodeText(`${where}.identifier`, v["identifier"]) ?? "",
-    pkiSignatureScheme:
-      decodeText(`${where}.pki_signature_scheme`, v["pki_signature_scheme"]) ??
-        "",
-    wireKemScheme:
-      decodeText(`${where}.wire_kem_scheme`, v["wire_kem_scheme"]) ?? "",
+    identifier: text("identifier"),
+    pkiSignatureScheme: text("pki_signature_scheme"),
+    wireKemScheme: text("wire_kem_scheme"),
     addresses: list,
-    identityPublicKeyPem: decodeText(
-      `${where}.identity_public_key_pem`,
-      v["identity_public_key_pem"],
-    ) ?? "",
-    linkPublicKeyPem:
-      decodeText(`${where}.link_public_key_pem`, v["link_public_key_pem"]) ??
-        "",
-    identityKeyHash:
-      decodeBytes(`${where}.identity_key_hash`, v["identity_key_hash"], 32) ??
-        new Uint8Array(32),
+    identityPublicKeyPem: text("identity_public_key_pem"),
+    linkPublicKeyPem: text("link_public_key_pem"),
+    identityKeyHash: decodeBytes(
+      `${where}.identity_key_hash`,
+      own(v, "identity_key_hash"),
+      32,
+    ) ??
+      new Uint8Array(32),
   };
 }
 
@@ -948,10 +984,14 @@ function decodeField(where: string, type: FieldType, v: unknown): unknown {
     case "u64":
       return decodeU64(where, v);
     case "time?":
+      // Go's time.Time: int64 seconds. Frames hold no floats (decodeCbor
+      // refuses them), so a number here is an integer.
       if (v === null || v === undefined) return null;
-      if (typeof v === "number" && Number.isFinite(v)) return v;
-      if (typeof v === "bigint") return Number(v);
-      throw bad(where, "a time in seconds", v);
+      if (typeof v === "number") return v;
+      if (typeof v === "bigint" && v >= -(1n << 63n) && v < 1n << 63n) {
+        return Number(v);
+      }
+      throw bad(where, "a time in seconds (a 64-bit integer)", v);
     case "text":
       return decodeText(where, v) ?? "";
     case "text?":
@@ -982,14 +1022,83 @@ const RESPONSE_KINDS = Object.keys(RESPONSE_FIELDS) as Exclude<
   "unknown"
 >[];
 
+/** Why the CBOR layer refused a body, without its own prefix. */
+function cborReason(err: unknown): string {
+  return err instanceof Error
+    ? err.message.replace(/^(Cannot decode CBOR|CBOR decode error): /, "")
+    : String(err);
+}
+
+/** The entries of a map, first occurrence of each key (as Go keeps it). */
+function entriesOf(
+  body: Uint8Array,
+  pos: number,
+  skipNil = false,
+): Map<string, CborEntry> {
+  const out = new Map<string, CborEntry>();
+  for (const e of cborMapEntries(body, pos, skipNil)) {
+    if (!out.has(e.key)) out.set(e.key, e);
+  }
+  return out;
+}
+
+function isNil(body: Uint8Array, e: CborEntry | undefined): boolean {
+  return e === undefined || body[e.start] === 0xf6 || body[e.start] === 0xf7;
+}
+
+/** Decodes one known field from where it lies in the body. */
+function decodeFieldAt(
+  body: Uint8Array,
+  owned: boolean,
+  where: string,
+  type: FieldType,
+  e: CborEntry | undefined,
+): unknown {
+  if (isNil(body, e)) return decodeField(where, type, null);
+  const { start, end } = e!;
+  if (type === "bytesList?") {
+    const list = decodeCborBytesList(body, start, owned);
+    if (Array.isArray(list)) return list;
+    if (list.index < 0) {
+      throw badType(where, "an array of byte strings", cborTypeAt(body, start));
+    }
+    throw badType(`${where}[${list.index}]`, "a byte string", list.type);
+  }
+  let value: unknown;
+  try {
+    value = decodeCborScalarAt(body, start);
+    if (value === NOT_SCALAR) {
+      value = decodeCbor(body.subarray(start, end), {
+        allowFloats: false,
+        maxElements: FIELD_MAX_ELEMENTS,
+      });
+    }
+  } catch (err) {
+    throw new ProtocolError(
+      `Cannot decode frame: field '${where}' is invalid: ${cborReason(err)}`,
+      { cause: err },
+    );
+  }
+  return decodeField(where, type, value);
+}
+
 /**
  * Decodes a frame body from the daemon. Picks the variant whose value is not
  * null; validates the type of every known field; ignores unknown keys; treats
  * missing keys as Go zero values.
  *
+ * The body is first checked whole against the CBOR limits (no floats, tags
+ * or indefinite lengths, at most 65,536 array elements and map pairs, nesting
+ * at most 32 deep). Then only the known fields of the one known variant are
+ * built: unknown variants and unknown fields are skipped unread. A list of
+ * byte strings (`envelopes`, `nextDestIndices`) is returned as views of one
+ * buffer holding the whole list; any other field may hold at most 4,096
+ * elements.
+ *
  * @param body The CBOR body of one frame.
  * @returns The decoded response (`kind: "unknown"` when no known variant is set).
- * @throws {ProtocolError} When the body is not CBOR, not a map, or a field has the wrong type.
+ * @throws {ProtocolError} When the body is not CBOR, exceeds the limits, is
+ *   not a map, or a field has the wrong type or range.
  *
  * @example Usage
  * ```ts
@@ -1002,31 +1111,71 @@ const RESPONSE_KINDS = Object.keys(RESPONSE_FIELDS) as Exclude<
  * ```
  */
 export function decodeResponse(body: Uint8Array): Response {
-  let top: unknown;
+  return decodeFrameBody(body, false);
+}
+
+/**
+ * {@linkcode decodeResponse} for a body the caller hands over for good (a
+ * fresh buffer from the frame reader, never changed or reused): lists of
+ * byte strings are then views of it, with no copy. Internal to the client.
+ *
+ * @param body The CBOR body of one frame.
+ * @param owned Whether the body is handed over.
+ * @returns The decoded response.
+ * @throws {ProtocolError} As {@linkcode decodeResponse}.
+ */
+export function decodeFrameBody(body: Uint8Array, owned: boolean): Response {
+  let top: Map<string, CborEntry>;
   try {
-    top = decodeCbor(body);
+    checkCbor(body, { allowFloats: false, maxElements: FRAME_MAX_ELEMENTS });
+    const type = cborTypeAt(body, 0);
+    if (type !== "map") throw badType("(envelope)", "a map", type);
+    // Null variants are skipped unread; an unknown frame reads all keys.
+    top = entriesOf(body, 0, true);
   } catch (err) {
+    if (
+      err instanceof ProtocolError &&
+      err.message.startsWith("Cannot decode frame")
+    ) {
+      throw err;
+    }
     throw new ProtocolError(
-      `Cannot decode frame: invalid CBOR in ${body.length}-byte body`,
+      `Cannot decode frame: invalid CBOR in ${body.length}-byte body: ${
+        cborReason(err)
+      }`,
       { cause: err },
     );
   }
-  if (!isPlainMap(top)) throw bad("(envelope)", "a map", top);
   for (const kind of RESPONSE_KINDS) {
-    const value = top[kind];
-    if (value === null || value === undefined) continue;
-    if (!isPlainMap(value)) throw bad(kind, "a map", value);
+    const entry = top.get(kind);
+    if (isNil(body, entry)) continue;
+    const type = cborTypeAt(body, entry!.start);
+    if (type !== "map") throw badType(kind, "a map", type);
+    let fields: Map<string, CborEntry>;
+    try {
+      fields = entriesOf(body, entry!.start);
+    } catch (err) {
+      throw new ProtocolError(
+        `Cannot decode frame: variant '${kind}' is invalid: ${cborReason(err)}`,
+        { cause: err },
+      );
+    }
     const out: Record<string, unknown> = { kind };
     for (const [tsKey, wireKey, type] of RESPONSE_FIELDS[kind]) {
-      out[tsKey] = decodeField(`${kind}.${wireKey}`, type, value[wireKey]);
+      out[tsKey] = decodeFieldAt(
+        body,
+        owned,
+        `${kind}.${wireKey}`,
+        type,
+        fields.get(wireKey),
+      );
     }
     if (
-      kind === "message_reply_event" &&
-      (value["reply_index"] === null || value["reply_index"] === undefined)
+      kind === "message_reply_event" && isNil(body, fields.get("reply_index"))
     ) {
       out["replyIndex"] = null;
     }
     return out as Response;
   }
-  return { kind: "unknown", keys: Object.keys(top) };
+  return { kind: "unknown", keys: [...entriesOf(body, 0).keys()] };
 }

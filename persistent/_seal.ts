@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { PersistentError } from "./errors.ts";
 
 const VERSION = 0x01;
 const IV_LENGTH = 12;
@@ -28,7 +29,10 @@ export interface Sealer {
   readonly sealed: boolean;
   /** Seals `data`. */
   seal(label: SealLabel, data: Uint8Array): Promise<Uint8Array>;
-  /** Opens a sealed value; rejects when it was not sealed with this key and label. */
+  /**
+   * Opens a sealed value; rejects with a PersistentError when it was not
+   * sealed with this key and label.
+   */
   open(label: SealLabel, data: Uint8Array): Promise<Uint8Array>;
 }
 
@@ -99,18 +103,27 @@ export async function makeSealer(
     },
     async open(label, data) {
       if (data.length < 1 + IV_LENGTH + TAG_LENGTH || data[0] !== VERSION) {
-        throw new Error("sealed value is malformed");
+        throw new PersistentError(
+          `Cannot unseal the stored ${label}: it is malformed (${data.length} bytes)`,
+        );
       }
-      const plain = await crypto.subtle.decrypt(
-        {
-          name: "AES-GCM",
-          iv: data.slice(1, 1 + IV_LENGTH),
-          additionalData: aad(label),
-        },
-        cryptoKey,
-        data.slice(1 + IV_LENGTH),
-      );
-      return new Uint8Array(plain);
+      try {
+        const plain = await crypto.subtle.decrypt(
+          {
+            name: "AES-GCM",
+            iv: data.slice(1, 1 + IV_LENGTH),
+            additionalData: aad(label),
+          },
+          cryptoKey,
+          data.slice(1 + IV_LENGTH),
+        );
+        return new Uint8Array(plain);
+      } catch (err) {
+        throw new PersistentError(
+          `Cannot unseal the stored ${label}: it is damaged or was sealed with another key`,
+          { cause: err },
+        );
+      }
     },
   };
 }

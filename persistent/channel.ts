@@ -499,12 +499,11 @@ class ChannelImpl implements Channel {
   #loadCaps(): Promise<{ writeCap: WriteCap | null; readCap: ReadCap }> {
     this.#caps ??= (async () => {
       const row = this.#ctx.db.channelById(this.#id, this.name);
-      const s = this.#ctx.sealer;
       return {
         writeCap: row.writeCap === null
           ? null
-          : new WriteCap(await s.open("write_cap", row.writeCap)),
-        readCap: new ReadCap(await s.open("read_cap", row.readCap)),
+          : await this.#unseal("write_cap", row.writeCap, WriteCap),
+        readCap: await this.#unseal("read_cap", row.readCap, ReadCap),
       };
     })();
     const p = this.#caps;
@@ -524,7 +523,22 @@ class ChannelImpl implements Channel {
   }
 
   async #unsealIndex(sealed: Uint8Array): Promise<MessageBoxIndex> {
-    return new MessageBoxIndex(await this.#ctx.sealer.open("index", sealed));
+    return await this.#unseal("index", sealed, MessageBoxIndex);
+  }
+
+  /** A stored capability or index, checked: a damaged row is a PersistentError. */
+  async #unseal<T>(
+    label: "write_cap" | "read_cap" | "index",
+    sealed: Uint8Array,
+    type: { readonly LENGTH: number } & (new (bytes: Uint8Array) => T),
+  ): Promise<T> {
+    const bytes = await this.#ctx.sealer.open(label, sealed);
+    if (bytes.length !== type.LENGTH) {
+      throw new PersistentError(
+        `Cannot use channel '${this.name}': its stored ${label} has ${bytes.length} bytes, expected ${type.LENGTH} (the store is damaged)`,
+      );
+    }
+    return new type(bytes);
   }
 
   // ---------------------------------------------------------------------------

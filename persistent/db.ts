@@ -21,7 +21,13 @@
  *
  * @module
  */
-import { openSqlite, type SqlDatabase, type SqlRow } from "./_sqlite.ts";
+import {
+  openSqlite,
+  shortReason,
+  type SqlDatabase,
+  type SqliteIdentity,
+  type SqlRow,
+} from "./_sqlite.ts";
 import { makeSealer, type Sealer } from "./_seal.ts";
 import { ChannelNotFoundError, PersistentError } from "./errors.ts";
 
@@ -85,6 +91,18 @@ const MIGRATIONS: readonly string[] = [
 
 /** The schema version this code writes. */
 export const SCHEMA_VERSION: number = MIGRATIONS.length;
+
+/**
+ * How a store file identifies itself: `PRAGMA application_id` 0x6b706873
+ * ("kphs"), set when the file is created. Stores written before it was set
+ * are recognised by their tables and marked on open.
+ */
+const STORE_IDENTITY: SqliteIdentity = {
+  what: "store",
+  applicationId: 0x6b706873,
+  userVersion: SCHEMA_VERSION,
+  legacyTables: ["meta", "channels", "outbox", "inbox"],
+};
 
 const SQL = {
   userVersion: "PRAGMA user_version",
@@ -274,9 +292,7 @@ function inboxRow(r: SqlRow): InboxRow {
   };
 }
 
-function describe(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
+const describe = shortReason;
 
 /**
  * Synchronous data access over one SQLite connection. Internal: the public
@@ -790,9 +806,11 @@ export function storeParts(store: PigeonholeStore): { db: Db; sealer: Sealer } {
  * An SQLite file holding persistent channels: capabilities, cursors, the
  * outbox of sends not yet acknowledged and the inbox of received messages.
  *
- * The file is created with mode 0600 and uses WAL, so several processes can
- * open it at once; writes that reserve boxes are serialized with
- * `BEGIN IMMEDIATE` transactions. Pass the store to
+ * The file is created with mode 0600 (an existing store readable by others is
+ * made private when opened) and uses WAL, so several processes can open it at
+ * once; writes that reserve boxes are serialized with `BEGIN IMMEDIATE`
+ * transactions. It is marked with its own `PRAGMA application_id`; another
+ * SQLite file is refused before anything is written to it. Pass the store to
  * {@linkcode PigeonholeClient} to use its channels.
  *
  * @example Usage
@@ -821,8 +839,11 @@ export class PigeonholeStore implements Disposable {
    * @param path A file path, or `":memory:"` for a private in-memory store.
    * @param options Seal key and SQLite settings.
    * @returns The open store.
-   * @throws {PersistentError} When the file cannot be opened, its schema is
-   *   newer than this library, or the seal key is missing or wrong.
+   * @throws {PersistentError} When the file cannot be opened, is not a store
+   *   of this library (another SQLite file, or not one at all: it is left
+   *   byte for byte unchanged), its schema is newer than this library, it is
+   *   readable by others and cannot be made private, or the seal key is
+   *   missing or wrong.
    * @throws {TypeError} When the seal key is not usable.
    *
    * @example Usage
@@ -844,15 +865,7 @@ export class PigeonholeStore implements Disposable {
       );
     }
     const sealer = await makeSealer(options.sealKey);
-    let conn: SqlDatabase;
-    try {
-      conn = await openSqlite(path);
-    } catch (err) {
-      throw new PersistentError(
-        `Cannot open store '${path}': ${describe(err)}`,
-        { cause: err },
-      );
-    }
+    const { db: conn } = await openSqlite(path, STORE_IDENTITY);
     const db = new Db(conn);
     try {
       try {

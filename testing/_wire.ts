@@ -30,6 +30,57 @@ function float64(value: number): Uint8Array {
   return out;
 }
 
+/**
+ * A number the fake daemon encodes as a CBOR float (8 bytes, as Go's
+ * default mode) even when its value is an integer, to test that a client
+ * refuses a float where Go has an integer field (kpclientd never sends one).
+ *
+ * @example Usage
+ * ```ts
+ * import { FakeDaemon, FakeFloat } from "@katzenpost/thinclient/testing";
+ * await using daemon = await FakeDaemon.start({ transport: "memory" });
+ * daemon.script("new_keypair", { reply: { "error_code": new FakeFloat(3) } });
+ * ```
+ */
+export class FakeFloat {
+  /** The value. */
+  readonly value: number;
+  /**
+   * Wraps a value.
+   *
+   * @param value Any number (an integer is still sent as a float).
+   */
+  constructor(value: number) {
+    this.value = value;
+  }
+}
+
+/**
+ * CBOR bytes the fake daemon splices into a reply as they are, in place of a
+ * value: a tag, an indefinite-length item, a simple value, a malformed head,
+ * or anything else kpclientd never sends.
+ *
+ * @example Usage
+ * ```ts
+ * import { FakeDaemon, FakeRawCbor } from "@katzenpost/thinclient/testing";
+ * await using daemon = await FakeDaemon.start({ transport: "memory" });
+ * // tag 64 around a 1-byte byte string
+ * daemon.script("new_keypair", { reply: { "write_cap": new FakeRawCbor(new Uint8Array([0xd8, 0x40, 0x41, 0x00])) } });
+ * ```
+ */
+export class FakeRawCbor {
+  /** The bytes spliced in. */
+  readonly bytes: Uint8Array;
+  /**
+   * Wraps bytes.
+   *
+   * @param bytes One CBOR item, or bytes that are not one on purpose.
+   */
+  constructor(bytes: Uint8Array) {
+    this.bytes = bytes.slice();
+  }
+}
+
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (typeof value !== "object" || value === null) return false;
   const proto = Object.getPrototypeOf(value);
@@ -39,13 +90,18 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 /**
  * Encodes like Go's default encoder: maps and objects keep their insertion
  * order (Go struct declaration order), object keys whose value is `undefined`
- * are omitted (Go `omitempty`), non-integer numbers become 8-byte floats.
- * Leaves are encoded by lib/cbor.ts.
+ * are omitted (Go `omitempty`), non-integer numbers and {@linkcode FakeFloat}
+ * become 8-byte floats, {@linkcode FakeRawCbor} is copied as it is. Leaves
+ * are encoded by lib/cbor.ts.
  */
 export function encodeOrdered(value: unknown): Uint8Array {
   const parts: Uint8Array[] = [];
   const walk = (v: unknown): void => {
-    if (v instanceof Uint8Array) {
+    if (v instanceof FakeFloat) {
+      parts.push(float64(v.value));
+    } else if (v instanceof FakeRawCbor) {
+      parts.push(v.bytes);
+    } else if (v instanceof Uint8Array) {
       parts.push(encodeCbor(v));
     } else if (Array.isArray(v)) {
       parts.push(head(4, v.length));

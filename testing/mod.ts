@@ -50,5 +50,6 @@ export type {
   WireSphinxGeometry,
 } from "./_pki.ts";
 export { fakeIndexCounter, fakeKeypair, fakeNextIndex } from "./_pigeonhole.ts";
+export { FakeFloat, FakeRawCbor } from "./_wire.ts";
 export type { FakeBox, FakeKeypair } from "./_pigeonhole.ts";
 export type { Conn, Dialer, DialOptions } from "../lib/conn.ts";

@@ -2,7 +2,9 @@
 // daemon over TCP: every subcommand, upstream format compatibility, resume,
 // cancellation, progress, and every bad input → one line + its exit code.
 import assert from "node:assert/strict";
-import { encodeCbor } from "../lib/cbor.ts";
+import { DatabaseSync } from "node:sqlite";
+import { decodeCbor, encodeCbor } from "../lib/cbor.ts";
+import { ProtocolError } from "../lib/errors.ts";
 import { main, type PigeonholeCpDeps } from "../cli/pigeonhole_cp.ts";
 import {
   cborItemLength,
@@ -275,7 +277,10 @@ Deno.test("cborItemLength() measures definite and indefinite items", () => {
   ]);
   assert.equal(cborItemLength(indefText), indefText.length - 1);
   assert.throws(() => decodeHeader(indefText), /Cannot read file header/);
-  assert.throws(() => cborItemLength(new Uint8Array([0xa2, 0x61])), RangeError);
+  assert.throws(
+    () => cborItemLength(new Uint8Array([0xa2, 0x61])),
+    ProtocolError,
+  );
 });
 
 Deno.test("encodeHeader() writes upstream's keys first and decodeHeader() round-trips", () => {
@@ -1126,29 +1131,56 @@ Deno.test("pigeonhole-cp send exits 130 on cancel and the daemon stops resending
   }
 });
 
-Deno.test("pigeonhole-cp send --stream resumes an interrupted send where it stopped", async () => {
-  await using h = await harness();
+/**
+ * Makes the `n`-th box write (`write_cap`) or read (`read_cap`) fail with
+ * error 4; returns how many have been seen.
+ */
+function failNth(
+  h: Harness,
+  field: "write_cap" | "read_cap",
+  n: number,
+): () => number {
+  let seen = 0;
+  h.daemon.script("start_resending_encrypted_message", (req) => {
+    if (req.body[field] === null) return "default";
+    return ++seen === n ? 4 : "default";
+  });
+  return () => seen;
+}
+
+/** A stream send of 20,000 bytes that fails at its 6th box write. */
+async function interruptedSend(h: Harness): Promise<
+  { key: string; data: Uint8Array; args: string[]; stderr: string }
+> {
   const key = await genkey(h);
   const { data, path } = await writeInput(h, 20_000);
-  let writes = 0;
-  h.daemon.script("start_resending_encrypted_message", (req) => {
-    if (req.body["write_cap"] === null) return "default";
-    return ++writes === 6 ? 4 : "default";
-  });
+  failNth(h, "write_cap", 6);
   const args = [
     "send",
     ...h.c,
-    "--stream",
-    "--window",
-    "2",
-    "--json",
-    "-w",
-    `file:${key}`,
-    path,
+    ...["--stream", "--window", "2", "--json", "-w", `file:${key}`, path],
   ];
   const first = await h.run(args);
   assert.equal(first.code, 1, first.stderr);
-  assertOneLine(first.stderr, /Replica answered|Daemon refused/);
+  return { key, data, args, stderr: first.stderr };
+}
+
+/** Receives the file sent with `key` into a new directory and compares it. */
+async function receivedMatches(
+  h: Harness,
+  key: string,
+  data: Uint8Array,
+): Promise<void> {
+  const dest = await outDir(h);
+  const r = await h.run(["receive", ...h.c, "-r", `file:${key}`, dest]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(await Deno.readFile(`${dest}/input.bin`), data);
+}
+
+Deno.test("pigeonhole-cp send --stream resumes an interrupted send where it stopped", async () => {
+  await using h = await harness();
+  const { key, data, args, stderr } = await interruptedSend(h);
+  assertOneLine(stderr, /Replica answered|Daemon refused/);
   const before = countKind(h, "encrypt_write");
   const second = await h.run(args);
   assert.equal(second.code, 0, second.stderr);
@@ -1156,10 +1188,7 @@ Deno.test("pigeonhole-cp send --stream resumes an interrupted send where it stop
   assert.equal(result.resumed, true);
   const total = result.boxes as number;
   assert.ok(countKind(h, "encrypt_write") - before < total - 3);
-  const dest = await outDir(h);
-  const r = await h.run(["receive", ...h.c, "-r", `file:${key}`, dest]);
-  assert.equal(r.code, 0, r.stderr);
-  assert.deepEqual(await Deno.readFile(`${dest}/input.bin`), data);
+  await receivedMatches(h, key, data);
 });
 
 Deno.test("pigeonhole-cp send (copy) resumes its upload and refuses another file without --fresh", async () => {
@@ -1186,46 +1215,18 @@ Deno.test("pigeonhole-cp send (copy) resumes its upload and refuses another file
   assert.equal(second.code, 0, second.stderr);
   assert.equal(JSON.parse(second.stdout).resumed, true);
   assert.equal(countKind(h, "create_courier_envelopes_from_payload"), before);
-  const dest = await outDir(h);
-  const r = await h.run(["receive", ...h.c, "-r", `file:${key}`, dest]);
-  assert.equal(r.code, 0, r.stderr);
-  assert.deepEqual(await Deno.readFile(`${dest}/input.bin`), data);
+  await receivedMatches(h, key, data);
 });
 
 Deno.test("pigeonhole-cp receive resumes from its part file after a failure", async () => {
   await using h = await harness();
-  const key = await genkey(h);
-  const { data, path } = await writeInput(h, 30_000);
-  assert.equal(
-    (await h.run(["send", ...h.c, "--stream", "-w", `file:${key}`, path])).code,
-    0,
-  );
-  let reads = 0;
-  h.daemon.script("start_resending_encrypted_message", (req) => {
-    if (req.body["read_cap"] === null) return "default";
-    return ++reads === 9 ? 4 : "default";
-  });
-  const dest = await outDir(h);
-  const args = [
-    "receive",
-    ...h.c,
-    "--window",
-    "1",
-    "--json",
-    "-r",
-    `file:${key}`,
-    dest,
-  ];
-  const first = await h.run(args);
-  assert.equal(first.code, 1, first.stderr);
-  const parts = [...Deno.readDirSync(dest)].map((e) => e.name);
-  assert.equal(parts.length, 1);
-  assert.match(parts[0]!, /^\.pigeonhole-cp-[0-9a-f]{16}\.part$/);
-  assert.equal((await Deno.stat(`${dest}/${parts[0]}`)).mode! & 0o777, 0o600);
+  const { data, dest, args, part, reads } = await interruptedReceive(h);
+  assert.match(part, /\/\.pigeonhole-cp-[0-9a-f]{16}\.part$/);
+  assert.equal((await Deno.stat(part)).mode! & 0o777, 0o600);
   const second = await h.run(args);
   assert.equal(second.code, 0, second.stderr);
   assert.equal(JSON.parse(second.stdout).resumed, true);
-  assert.ok(reads < 9 + 20, `reads ${reads}`);
+  assert.ok(reads() < 9 + 20, `reads ${reads()}`);
   assert.deepEqual(await Deno.readFile(`${dest}/input.bin`), data);
   assert.deepEqual([...Deno.readDirSync(dest)].map((e) => e.name), [
     "input.bin",
@@ -1384,4 +1385,293 @@ Deno.test("pigeonhole-cp sends and receives an empty file in both modes", async 
     assert.match(r.stdout, /^received 0 bytes in 1 box\(es\)/);
     assert.equal((await Deno.stat(`${dest}/empty`)).size, 0);
   }
+});
+
+// ---------------------------------------------------------------------------
+// Hostile inputs: foreign state files, tampered records, links, a full disk
+
+/** SHA-256 of a file, hex. */
+async function fileDigest(path: string): Promise<string> {
+  return Array.from(
+    await sha256(await Deno.readFile(path)),
+    (b) => b.toString(16).padStart(2, "0"),
+  ).join("");
+}
+
+/** Rewrites every saved record of a state file with `edit`. */
+function editRecords(
+  state: string,
+  edit: (record: Record<string, unknown>) => void,
+): void {
+  const db = new DatabaseSync(state);
+  try {
+    const rows = db.prepare("SELECT key, record FROM pigeonhole_cp_transfers")
+      .all() as { key: string; record: Uint8Array }[];
+    assert.ok(rows.length > 0, "a saved record");
+    for (const row of rows) {
+      const record = decodeCbor(row.record) as Record<string, unknown>;
+      edit(record);
+      db.prepare("UPDATE pigeonhole_cp_transfers SET record = ? WHERE key = ?")
+        .run(encodeCbor(record), row.key);
+    }
+  } finally {
+    db.close();
+  }
+}
+
+/** Sends 30,000 bytes, then starts a receive that fails at its 9th read. */
+async function interruptedReceive(h: Harness): Promise<
+  {
+    data: Uint8Array;
+    dest: string;
+    args: string[];
+    part: string;
+    reads: () => number;
+  }
+> {
+  const key = await genkey(h);
+  const { data, path } = await writeInput(h, 30_000);
+  const send = ["send", ...h.c, "--stream", "-w", `file:${key}`, path];
+  const sent = await h.run(send);
+  assert.equal(sent.code, 0, sent.stderr);
+  const reads = failNth(h, "read_cap", 9);
+  const dest = await outDir(h);
+  const args = [
+    "receive",
+    ...h.c,
+    ...["--window", "1", "--json", "-r", `file:${key}`, dest],
+  ];
+  const first = await h.run(args);
+  assert.equal(first.code, 1, first.stderr);
+  const parts = [...Deno.readDirSync(dest)].map((e) => `${dest}/${e.name}`);
+  assert.equal(parts.length, 1);
+  return { data, dest, args, part: parts[0]!, reads };
+}
+
+Deno.test("pigeonhole-cp refuses a --state file that is not its own and leaves it byte-identical", async () => {
+  await using h = await harness();
+  const key = await genkey(h);
+  const { path } = await writeInput(h, 100);
+  const foreign = `${h.dir}/app.db`;
+  const db = new DatabaseSync(foreign);
+  db.exec("CREATE TABLE settings (k TEXT, v TEXT)");
+  db.exec("INSERT INTO settings VALUES ('theme', 'dark')");
+  db.close();
+  const notSqlite = `${h.dir}/notes.txt`;
+  await Deno.writeTextFile(notSqlite, "remember the milk\n".repeat(300));
+  for (
+    const [state, re] of [
+      [
+        foreign,
+        /it is not a state file of this library \(application_id 0x00000000, expected 0x6b706370; .*\); it was left unchanged$/,
+      ],
+      [notSqlite, /it is not an SQLite database/],
+    ] as const
+  ) {
+    const before = await fileDigest(state);
+    const r = await h.run([
+      "send",
+      "--config",
+      h.config,
+      "--state",
+      state,
+      "-w",
+      `file:${key}`,
+      path,
+    ]);
+    assert.equal(r.code, 3, r.stderr);
+    assertOneLine(r.stderr, new RegExp(`Cannot open state file '${state}': `));
+    assertOneLine(r.stderr, re);
+    assert.equal(await fileDigest(state), before, `${state} unchanged`);
+    assert.equal(countKind(h, "encrypt_write"), 0, "nothing was sent");
+  }
+});
+
+Deno.test("pigeonhole-cp receive never follows a saved record to another file", async () => {
+  await using h = await harness();
+  const { data, dest, args, part } = await interruptedReceive(h);
+  const victim = `${h.dir}/victim.txt`;
+  await Deno.writeTextFile(victim, "precious\n");
+  // A record naming another file: resuming would truncate it, starting
+  // over would delete it. Neither may happen.
+  editRecords(h.state, (r) => {
+    r["part"] = victim;
+    r["bytes"] = 0;
+  });
+  const r = await h.run(args);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /saved progress .* is unreadable; starting over/);
+  assert.equal(await Deno.readTextFile(victim), "precious\n");
+  assert.deepEqual(await Deno.readFile(`${dest}/input.bin`), data);
+  assert.throws(() => Deno.statSync(part), Deno.errors.NotFound);
+});
+
+Deno.test("pigeonhole-cp receive starts over on a saved record of the wrong shape", async () => {
+  for (
+    const edit of [
+      (r: Record<string, unknown>) => r["nextIndex"] = new Uint8Array(5),
+      (r: Record<string, unknown>) => r["bytes"] = -1,
+      (r: Record<string, unknown>) => r["bytes"] = 10 ** 9,
+      (r: Record<string, unknown>) => r["capacity"] = 0,
+      (r: Record<string, unknown>) => r["name"] = "../escape",
+      (r: Record<string, unknown>) => r["sha256"] = "not bytes",
+      (r: Record<string, unknown>) => delete r["part"],
+    ]
+  ) {
+    await using h = await harness();
+    const { data, dest, args } = await interruptedReceive(h);
+    editRecords(h.state, edit);
+    const r = await h.run(args);
+    assert.equal(r.code, 0, `${edit}: ${r.stderr}`);
+    assert.equal(JSON.parse(r.stdout).resumed, false);
+    assert.deepEqual(await Deno.readFile(`${dest}/input.bin`), data);
+  }
+});
+
+Deno.test("pigeonhole-cp send starts over on a saved record of the wrong shape", async () => {
+  await using h = await harness();
+  const { key, data, args } = await interruptedSend(h);
+  h.daemon.script("start_resending_encrypted_message", null);
+  editRecords(h.state, (r) => {
+    r["lowIndex"] = new Uint8Array(3);
+  });
+  const r = await h.run(args);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /is unreadable; starting over/);
+  await receivedMatches(h, key, data);
+});
+
+Deno.test("pigeonhole-cp receive does not write through a link put in place of its part file", async () => {
+  await using h = await harness();
+  const { data, dest, args, part } = await interruptedReceive(h);
+  const victim = `${h.dir}/victim.txt`;
+  await Deno.writeTextFile(victim, "precious\n");
+  await Deno.remove(part);
+  await Deno.symlink(victim, part);
+  const r = await h.run(args);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(await Deno.readTextFile(victim), "precious\n");
+  assert.deepEqual(await Deno.readFile(`${dest}/input.bin`), data);
+  // Without saved progress too: the link is removed, not followed.
+  const dest2 = await Deno.realPath(await outDir(h, "out2"));
+  const keyFile = args[args.indexOf("-r") + 1]!.slice("file:".length);
+  const k = JSON.parse(await Deno.readTextFile(keyFile));
+  const unb64 = (t: string) => Uint8Array.from(atob(t), (c) => c.charCodeAt(0));
+  const id = await sha256(concat([
+    new TextEncoder().encode("pigeonhole-cp receive\0"),
+    unb64(k.read_cap),
+    unb64(k.first_index),
+    new TextEncoder().encode(dest2),
+  ]));
+  const hexId = Array.from(id, (b) => b.toString(16).padStart(2, "0")).join("");
+  const part2 = `${dest2}/.pigeonhole-cp-${hexId.slice(0, 16)}.part`;
+  await Deno.symlink(victim, part2);
+  const noState = args.map((a) => a === dest ? dest2 : a);
+  noState.splice(noState.indexOf("--state"), 2, "--no-state");
+  const again = await h.run(noState);
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(await Deno.readTextFile(victim), "precious\n");
+  assert.deepEqual(await Deno.readFile(`${dest2}/input.bin`), data);
+  assert.deepEqual([...Deno.readDirSync(dest2)].map((e) => e.name), [
+    "input.bin",
+  ]);
+});
+
+Deno.test(
+  "pigeonhole-cp receive into a full disk fails in one line, keeps its progress and resumes",
+  {
+    ignore: Deno.build.os === "windows",
+  },
+  async () => {
+    await using h = await harness();
+    const key = await genkey(h);
+    const { data, path } = await writeInput(h, 400_000);
+    const sent = await h.run(["send", ...h.c, "-w", `file:${key}`, path]);
+    assert.equal(sent.code, 0, sent.stderr);
+    const dest = await outDir(h);
+    const cli = new URL("../cli/pigeonhole_cp.ts", import.meta.url).pathname;
+    const args = ["receive", ...h.c, "--json", "-r", `file:${key}`, dest];
+    // Files may grow to 128 KiB only, and a write past that fails with EFBIG
+    // ("File too large") instead of killing the process: a disk that is full
+    // for this transfer.
+    const out = await new Deno.Command("bash", {
+      args: [
+        "-c",
+        'trap "" XFSZ; ulimit -f 128; exec "$0" "$@"',
+        Deno.execPath(),
+        "run",
+        "-A",
+        cli,
+        ...args,
+      ],
+      env: { HOME: h.dir, NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 3, stderr);
+    assertOneLine(
+      stderr,
+      /^pigeonhole-cp: Cannot write '.*\.part': File too large \(\d+ bytes received so far are kept: free some space and rerun to resume\)$/,
+    );
+    const [part] = [...Deno.readDirSync(dest)].map((e) => `${dest}/${e.name}`);
+    assert.match(part!, /\.part$/);
+    assert.ok((await Deno.stat(part!)).size <= 128 * 1024);
+    // With room again, it resumes from what it kept.
+    const r = await h.run(args);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).resumed, true);
+    assert.deepEqual(await Deno.readFile(`${dest}/input.bin`), data);
+  },
+);
+
+Deno.test("pigeonhole-cp reads at most 64 KiB of a capability source", async () => {
+  await using h = await harness();
+  const { path } = await writeInput(h, 100);
+  const big = `${h.dir}/big.json`;
+  await Deno.writeTextFile(big, " ".repeat(70_000) + "{}");
+  for (
+    const [source, stdin, label] of [
+      ["file:/dev/zero", undefined, "file '/dev/zero'"],
+      [`file:${big}`, undefined, `file '${big}'`],
+      ["-", "A".repeat(70_000), "standard input"],
+    ] as const
+  ) {
+    const t0 = performance.now();
+    const r = await h.run(
+      ["send", ...h.c, "-w", source, path],
+      stdin === undefined ? {} : { stdin },
+    );
+    assert.equal(r.code, 4, r.stderr);
+    assertOneLine(
+      r.stderr,
+      new RegExp(
+        `Cannot read write capability from ${
+          label.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")
+        }: it is larger than 65536 bytes`,
+      ),
+    );
+    assert.ok(performance.now() - t0 < 5000);
+  }
+});
+
+Deno.test("pigeonhole-cp names a remote plain ws:// address as its config file spells it", async () => {
+  await using h = await harness();
+  const config = `${h.dir}/remote.toml`;
+  await Deno.writeTextFile(
+    config,
+    '[Dial]\n  [Dial.Ws]\n    Address = "ws://192.0.2.9:64331/"\n',
+  );
+  const r = await h.run([
+    "genkey",
+    "--config",
+    config,
+    "--out",
+    `${h.dir}/k.json`,
+  ]);
+  assert.equal(r.code, 5, r.stderr);
+  assertOneLine(
+    r.stderr,
+    /Cannot load config '.*remote\.toml': key 'Dial\.Ws\.Address' names non-loopback host '192\.0\.2\.9' over plain ws:\/\//,
+  );
 });

@@ -7,7 +7,12 @@ import {
 } from "../lib/config.ts";
 import { ConfigError } from "../lib/errors.ts";
 import { TomlSyntaxError } from "../lib/toml.ts";
-import { dialerFromConfig, loadConfig } from "../transport/mod.ts";
+import {
+  connect,
+  dialerFromConfig,
+  loadConfig,
+  MAX_CONFIG_SIZE,
+} from "../transport/mod.ts";
 
 const TESTDATA = new URL("../testdata/", import.meta.url);
 
@@ -490,4 +495,80 @@ Deno.test("dialerFromConfig() refuses a parsed non-loopback ws:// address", () =
   };
   dial.ws.allowRemote = true;
   assert.equal(dialerFromConfig(dial).address, "ws ws://192.0.2.1:64331/");
+});
+
+Deno.test("parseConfig() refuses text over 64 KiB before parsing it", () => {
+  assert.equal(MAX_CONFIG_SIZE, 65_536);
+  const dial = '[Dial.Tcp]\nAddress = "127.0.0.1:1"\n';
+  // Exactly the limit, padded with a comment: parsed.
+  const fits = dial + "#" + "x".repeat(MAX_CONFIG_SIZE - dial.length - 2) +
+    "\n";
+  assert.equal(new TextEncoder().encode(fits).length, MAX_CONFIG_SIZE);
+  assert.deepEqual(parseConfig(fits).dial, { tcp: { address: "127.0.0.1:1" } });
+  // One byte more (here a 2-byte character in the comment): refused.
+  const over = fits.replace("#x", "#é");
+  assertConfigError(
+    () => parseConfig(over, { path: "big.toml" }),
+    /^Cannot load config 'big.toml': it is larger than 65536 bytes; .*is this the right file\?\)$/,
+  );
+  // Megabytes of unknown keys cost nothing: the parser never sees them.
+  const lines = "k = 1\n".repeat(2_000_000);
+  const t0 = performance.now();
+  assertConfigError(() => parseConfig(lines), /larger than 65536 bytes/);
+  assert.ok(performance.now() - t0 < 1000);
+});
+
+Deno.test("loadConfig() reads at most 64 KiB + 1 of a file", async () => {
+  // An endless file: reading it whole would never finish.
+  await assert.rejects(loadConfig("/dev/zero"), (err: unknown) => {
+    assert.ok(err instanceof ConfigError, String(err));
+    assert.match(
+      err.message,
+      /^Cannot load config '\/dev\/zero': it is larger than 65536 bytes/,
+    );
+    return true;
+  });
+  const dir = await Deno.makeTempDir();
+  try {
+    const big = `${dir}/thinclient.toml`;
+    const file = await Deno.open(big, { write: true, create: true });
+    const chunk = new TextEncoder().encode("unknown_key = 1\n".repeat(65536));
+    for (let i = 0; i < 50; i++) await file.write(chunk); // 50 MiB
+    file.close();
+    const t0 = performance.now();
+    await assert.rejects(loadConfig(big), /larger than 65536 bytes/);
+    assert.ok(performance.now() - t0 < 2000);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("connect() names a remote plain ws:// address as the file spells it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/thinclient.toml`;
+    await Deno.writeTextFile(
+      path,
+      '[Dial]\n  [Dial.Ws]\n    Address = "ws://192.0.2.1:64331/"\n',
+    );
+    await assert.rejects(connect(path), (err: unknown) => {
+      assert.ok(err instanceof ConfigError, String(err));
+      assert.equal(err.key, "Dial.Ws.Address");
+      assert.match(
+        err.message,
+        new RegExp(
+          `^Cannot load config '${path}': key 'Dial.Ws.Address' names non-loopback host '192.0.2.1' over plain ws://.*use wss:// or pass a config object with 'ws.allowRemote' set to true`,
+        ),
+      );
+      return true;
+    });
+    // From a URL too, and a loopback address passes the check (then fails to dial).
+    await assert.rejects(connect(new URL(`file://${path}`)), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.equal(err.key, "Dial.Ws.Address");
+      return true;
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

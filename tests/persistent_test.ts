@@ -152,18 +152,165 @@ Deno.test("PigeonholeStore.open() creates a 0600 WAL database at the current sch
   }
 });
 
+/** The application_id of a store file ("kphs"). */
+const STORE_APPLICATION_ID = 0x6b706873;
+
+/** SHA-256 of a file, hex. */
+async function digest(path: string): Promise<string> {
+  const d = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
+  return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0"))
+    .join("");
+}
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("PigeonholeStore.open() refuses a foreign file before any write and leaves it byte-identical", async () => {
+  await withDir(async (dir) => {
+    const cases: [string, (path: string) => void, RegExp][] = [
+      [
+        "another application's database",
+        (path) => {
+          const db = new DatabaseSync(path);
+          db.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)");
+          db.exec("INSERT INTO notes (body) VALUES ('hello')");
+          db.close();
+        },
+        /it is not a store of this library \(application_id 0x00000000, expected 0x6b706873; user_version 0; 1 tables\); it was left unchanged$/,
+      ],
+      [
+        "a database with another application_id",
+        (path) => {
+          const db = new DatabaseSync(path);
+          db.exec("PRAGMA application_id = 1234");
+          db.exec("PRAGMA user_version = 1");
+          db.exec("CREATE TABLE meta (key TEXT)");
+          db.close();
+        },
+        /application_id 0x000004d2, expected 0x6b706873; user_version 1; 1 tables/,
+      ],
+      [
+        "the same tables under another application_id",
+        (path) => {
+          const db = new DatabaseSync(path);
+          db.exec("PRAGMA application_id = 7");
+          for (const t of ["meta", "channels", "outbox", "inbox"]) {
+            db.exec(`CREATE TABLE ${t} (x)`);
+          }
+          db.close();
+        },
+        /application_id 0x00000007/,
+      ],
+      [
+        "a file that is not SQLite",
+        (path) => Deno.writeTextFileSync(path, "channel = news\n".repeat(400)),
+        /it is not an SQLite database \(is this the right path\?\)$/,
+      ],
+    ];
+    for (const [what, make, re] of cases) {
+      const path = `${dir}/${what.replaceAll(" ", "_")}.db`;
+      make(path);
+      const before = await digest(path);
+      await assert.rejects(PigeonholeStore.open(path), (err: unknown) => {
+        assert.ok(err instanceof PersistentError, `${what}: ${err}`);
+        assert.match(err.message, new RegExp(`^Cannot open store '${path}': `));
+        assert.match(err.message, re, what);
+        assert.ok(!err.message.includes("\n"), `${what}: one line`);
+        assert.ok(err.message.length < 300, `${what}: ${err.message.length}`);
+        return true;
+      });
+      assert.equal(await digest(path), before, `${what}: bytes unchanged`);
+      for (const side of ["-wal", "-shm", "-journal"]) {
+        assert.throws(() => Deno.statSync(path + side), Deno.errors.NotFound);
+      }
+    }
+  });
+});
+
+Deno.test("PigeonholeStore.open() marks new stores and adopts stores written before application_id", async () => {
+  await withDir(async (dir) => {
+    const appId = (path: string): number => {
+      const raw = new DatabaseSync(path, { readOnly: true });
+      const v = Number(
+        raw.prepare("PRAGMA application_id").get()?.application_id,
+      );
+      raw.close();
+      return v;
+    };
+    const path = `${dir}/s.db`;
+    (await PigeonholeStore.open(path)).close();
+    assert.equal(appId(path), STORE_APPLICATION_ID);
+    // A store of the previous release: our tables, application_id 0.
+    const raw = new DatabaseSync(path);
+    raw.exec("PRAGMA application_id = 0");
+    raw.close();
+    (await PigeonholeStore.open(path)).close();
+    assert.equal(appId(path), STORE_APPLICATION_ID);
+    // An empty file (say, created and never written) is a new store.
+    const empty = `${dir}/empty.db`;
+    Deno.writeFileSync(empty, new Uint8Array(0));
+    (await PigeonholeStore.open(empty)).close();
+    assert.equal(appId(empty), STORE_APPLICATION_ID);
+  });
+});
+
+Deno.test("PigeonholeStore.open() makes a store readable by others private", {
+  ignore: Deno.build.os === "windows",
+}, async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/s.db`;
+    const first = await PigeonholeStore.open(path);
+    // While open, WAL side files exist; loosen them all.
+    for (const f of [path, `${path}-wal`, `${path}-shm`]) {
+      Deno.chmodSync(f, 0o644);
+    }
+    first.close();
+    Deno.chmodSync(path, 0o644);
+    const again = await PigeonholeStore.open(path);
+    assert.equal(Deno.statSync(path).mode! & 0o777, 0o600);
+    for (const f of [`${path}-wal`, `${path}-shm`]) {
+      try {
+        assert.equal(Deno.statSync(f).mode! & 0o777, 0o600, f);
+      } catch (err) {
+        if (!(err instanceof Deno.errors.NotFound)) throw err;
+      }
+    }
+    again.close();
+    // A foreign file keeps its mode: it is not ours to change.
+    const foreign = `${dir}/foreign.db`;
+    const db = new DatabaseSync(foreign);
+    db.exec("CREATE TABLE x (y)");
+    db.close();
+    Deno.chmodSync(foreign, 0o644);
+    await assert.rejects(PigeonholeStore.open(foreign), PersistentError);
+    assert.equal(Deno.statSync(foreign).mode! & 0o777, 0o644);
+  });
+});
+
 Deno.test("PigeonholeStore.open() refuses a newer schema and bad arguments", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const path = `${dir}/s.db`;
     const raw = new DatabaseSync(path);
+    raw.exec(`PRAGMA application_id = ${STORE_APPLICATION_ID}`);
     raw.exec("PRAGMA user_version = 99");
     raw.close();
+    const before = await digest(path);
     await assert.rejects(PigeonholeStore.open(path), (err: unknown) => {
       assert.ok(err instanceof PersistentError);
-      assert.match(err.message, /schema version 99 is newer/);
+      assert.match(
+        err.message,
+        /^Cannot open store '.*': schema version 99 is newer than supported version 1 \(written by a newer version of this library\); it was left unchanged$/,
+      );
       return true;
     });
+    assert.equal(await digest(path), before, "the newer store is unchanged");
     await assert.rejects(PigeonholeStore.open(""), TypeError);
     await assert.rejects(
       PigeonholeStore.open(":memory:", { busyTimeout: -1 }),
@@ -867,4 +1014,46 @@ Deno.test("Channel.send() in two handles at once uses distinct boxes", async () 
   const got = [];
   for (let i = 0; i < 20; i++) got.push(await text(p.inbox));
   assert.equal(new Set(got).size, 20);
+});
+
+Deno.test("a damaged capability or sealed value in the store is a PersistentError, not a RangeError", async () => {
+  await using env = await fakeEnv();
+  for (const sealKey of [undefined, new Uint8Array(32).fill(4)]) {
+    const path = `${env.dir}/damaged-${
+      sealKey === undefined ? "plain" : "sealed"
+    }.db`;
+    const p = await PigeonholeClient.open(
+      env.writer,
+      path,
+      sealKey === undefined ? {} : { sealKey },
+    );
+    await p.createChannel("c");
+    p.close();
+    // Five bytes where a 136-byte read capability (or its sealed form) was.
+    const raw = new DatabaseSync(path);
+    raw.prepare("UPDATE channels SET read_cap = ? WHERE name = 'c'").run(
+      new Uint8Array(5),
+    );
+    raw.close();
+    const again = await PigeonholeClient.open(
+      env.writer,
+      path,
+      sealKey === undefined ? {} : { sealKey },
+    );
+    try {
+      const ch = again.getChannel("c");
+      await assert.rejects(ch.shareReadCap(), (err: unknown) => {
+        assert.ok(err instanceof PersistentError, String(err));
+        assert.match(
+          err.message,
+          sealKey === undefined
+            ? /stored read_cap has 5 bytes, expected 136 \(the store is damaged\)/
+            : /Cannot unseal the stored read_cap: it is malformed/,
+        );
+        return true;
+      });
+    } finally {
+      again.close();
+    }
+  }
 });

@@ -7,9 +7,11 @@ import {
   ProtocolError,
   ReplicaError,
   type Request,
+  type Response,
   thinErrorText,
 } from "../mod.ts";
 import { decodeCbor, encodeCbor } from "../lib/cbor.ts";
+import { encodeResponse } from "../testing/_wire.ts";
 
 const hex = (s: string): Uint8Array =>
   Uint8Array.from(s.replace(/\s+/g, "").match(/../g)!, (h) => parseInt(h, 16));
@@ -289,7 +291,7 @@ Deno.test("decodeResponse() rejects wrong field types with ProtocolError naming 
     [[1, 2], /'\(envelope\)' is array, expected a map/],
     [
       { get_message_box_index_counter_reply: { counter: 1.5 } },
-      /counter' is float/,
+      /invalid CBOR in \d+-byte body: float where none is allowed at byte \d+/,
     ],
   ];
   for (const [value, re] of cases) {
@@ -384,4 +386,218 @@ Deno.test("decodeResponse() never crashes on random or mutated frames (bounded f
   }
   assert.equal(ok + typed, 5000);
   assert.ok(typed > 1000);
+});
+
+// A reference reader, written apart from lib/cbor.ts: the items of a body
+// with their offsets, and what the Go daemon would never send.
+interface RefItem {
+  start: number;
+  end: number;
+  major: number;
+  depth: number;
+}
+
+function refItems(b: Uint8Array): {
+  items: RefItem[];
+  elements: number;
+  depth: number;
+  foreign: boolean; // a float, tag, indefinite length or odd simple value
+} {
+  const items: RefItem[] = [];
+  let elements = 0;
+  let maxDepth = 0;
+  let foreign = false;
+  const read = (pos: number, depth: number): number => {
+    if (pos >= b.length) throw new RangeError("truncated");
+    maxDepth = Math.max(maxDepth, depth);
+    const ib = b[pos]!;
+    const major = ib >> 5;
+    const ai = ib & 31;
+    let p = pos + 1;
+    let n = ai;
+    if (ai === 31) {
+      foreign = true;
+      throw new RangeError("indefinite");
+    }
+    if (ai > 27) throw new RangeError("reserved");
+    if (ai >= 24) {
+      const w = 1 << (ai - 24);
+      if (p + w > b.length) throw new RangeError("truncated");
+      n = 0;
+      for (let i = 0; i < w; i++) n = n * 256 + b[p + i]!;
+      p += w;
+    }
+    const item: RefItem = { start: pos, end: 0, major, depth };
+    items.push(item);
+    if (major === 2 || major === 3) p += n;
+    else if (major === 4 || major === 5) {
+      elements += n;
+      if (elements > 1_000_000) throw new RangeError("huge");
+      for (let i = 0; i < n * (major === 5 ? 2 : 1); i++) {
+        p = read(p, depth + 1);
+      }
+    } else if (major === 6) {
+      foreign = true;
+      p = read(p, depth + 1);
+    } else if (major === 7 && (ai >= 24 || ai < 20)) foreign = true;
+    if (p > b.length) throw new RangeError("truncated");
+    item.end = p;
+    return p;
+  };
+  const end = read(0, 0);
+  if (end !== b.length) throw new RangeError("trailing");
+  return { items, elements, depth: maxDepth, foreign };
+}
+
+function splice(b: Uint8Array, at: RefItem, bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(b.length - (at.end - at.start) + bytes.length);
+  out.set(b.subarray(0, at.start));
+  out.set(bytes, at.start);
+  out.set(b.subarray(at.end), at.start + bytes.length);
+  return out;
+}
+
+/** Replacements that the Go daemon never sends, for an item. */
+function hostile(rnd: (n: number) => number, item: Uint8Array): Uint8Array {
+  const arrayOf = (n: number, fill: number[]): Uint8Array => {
+    const out = new Uint8Array(5 + n * fill.length);
+    out[0] = 0x9a;
+    new DataView(out.buffer).setUint32(1, n, false);
+    for (let i = 0; i < n; i++) out.set(fill, 5 + i * fill.length);
+    return out;
+  };
+  switch (rnd(10)) {
+    case 0: // the same integer, as a half, single or double float
+    case 1: {
+      const v = (item[0]! & 31) < 24 ? item[0]! & 31 : 3;
+      const out = new Uint8Array(9);
+      out[0] = 0xfb;
+      new DataView(out.buffer).setFloat64(1, rnd(2) ? v : 1e300, false);
+      return out;
+    }
+    case 2: // -2^63
+      return Uint8Array.from([0x3b, 0x7f, 255, 255, 255, 255, 255, 255, 255]);
+    case 3: // 2^64 - 1
+      return Uint8Array.from([0x1b, 255, 255, 255, 255, 255, 255, 255, 255]);
+    case 4: // many tiny items: the amplification shapes of issue 9
+      return arrayOf(70_000 + rnd(1000), [[0xa0], [0x80], [0xf6]][rnd(3)]!);
+    case 5:
+      return arrayOf(300, [0x98, 250, ...new Array(250).fill(0xa0)]);
+    case 6: // deeper than 32
+      return Uint8Array.from([...new Array(40).fill(0x81), 0x00]);
+    case 7: // a tag around the item
+      return Uint8Array.from([0xd8, 0x40, ...item]);
+    case 8: // an indefinite-length array around it
+      return Uint8Array.from([0x9f, ...item, 0xff]);
+    default: // a simple value
+      return Uint8Array.from([0xf8, 0x20 + rnd(200)]);
+  }
+}
+
+Deno.test("decodeResponse() keeps its limits and ranges on structurally mutated frames (fuzz)", () => {
+  let seed = 777;
+  const rnd = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const samples = [
+    encodeResponse("new_keypair_reply", {
+      "query_id": QID,
+      "write_cap": new Uint8Array(168),
+      "error_code": 0,
+    }, true),
+    encodeResponse("message_reply_event", {
+      "surbid": QID,
+      "payload": new Uint8Array(8),
+      "reply_index": 1,
+      "error_code": 2,
+    }, false),
+    encodeResponse("start_resending_copy_command_reply", {
+      "query_id": QID,
+      "error_code": 26,
+      "replica_error_code": 10,
+      "failed_envelope_index": 3,
+    }, true),
+    encodeResponse("get_message_box_index_counter_reply", {
+      "query_id": QID,
+      "counter": 2n ** 60n,
+    }, false),
+    encodeResponse("create_courier_envelopes_from_payload_reply", {
+      "query_id": QID,
+      "envelopes": [new Uint8Array(3), new Uint8Array(4)],
+      "next_dest_index": new Uint8Array(104),
+    }, false),
+  ];
+  const counts = { accepted: 0, refused: 0 };
+  for (let i = 0; i < 3000; i++) {
+    const base = samples[rnd(samples.length)]!;
+    const { items } = refItems(base);
+    const target = items[1 + rnd(items.length - 1)]!;
+    // Two in five replacements are ordinary items, so that some frames pass
+    // and their values can be checked.
+    const benign = [[0x00], [0x17], [0xf6], [0x40], [0x61, 0x78], [0xa0], [
+      0x19,
+      0x01,
+      0x00,
+    ]];
+    const body = splice(
+      base,
+      target,
+      rnd(5) < 2
+        ? Uint8Array.from(benign[rnd(benign.length)]!)
+        : hostile(rnd, base.subarray(target.start, target.end)),
+    );
+    let r: Response;
+    try {
+      r = decodeResponse(body);
+    } catch (err) {
+      assert.ok(err instanceof ProtocolError, `not a ProtocolError: ${err}`);
+      counts.refused++;
+      continue;
+    }
+    counts.accepted++;
+    // Accepted: the body is something kpclientd could have sent...
+    const ref = refItems(body);
+    assert.ok(!ref.foreign, "accepted a float, tag or simple value");
+    assert.ok(ref.elements <= 65_536, `accepted ${ref.elements} elements`);
+    assert.ok(ref.depth <= 32, `accepted nesting ${ref.depth}`);
+    // ...and every number is in its Go type's range.
+    const fields = r as unknown as Record<string, unknown>;
+    for (const k of ["errorCode", "replicaErrorCode", "replyIndex"]) {
+      const v = fields[k];
+      if (v === undefined || v === null) continue;
+      assert.ok(
+        Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 255,
+        `${k} ${v}`,
+      );
+    }
+    for (const k of ["counter", "failedEnvelopeIndex", "replyEta", "epoch"]) {
+      const v = fields[k];
+      if (v === undefined) continue;
+      assert.ok(typeof v === "bigint" && v >= 0n && v < 2n ** 64n, `${k} ${v}`);
+    }
+  }
+  assert.ok(
+    counts.accepted > 100 && counts.refused > 1000,
+    JSON.stringify(counts),
+  );
+});
+
+Deno.test("decodeResponse() refuses text that is not UTF-8, as Go does", () => {
+  const good = encodeResponse("message_sent_event", { "err": "ab" }, false);
+  const at = good.lastIndexOf(0x62); // "b"
+  const bad = good.slice();
+  bad[at] = 0xff;
+  assert.equal(
+    (decodeResponse(good) as { err: string | null }).err,
+    "ab",
+  );
+  assert.throws(() => decodeResponse(bad), (err: unknown) => {
+    assert.ok(err instanceof ProtocolError, String(err));
+    assert.match(
+      err.message,
+      /field 'message_sent_event.err' is invalid: text string is not valid UTF-8/,
+    );
+    return true;
+  });
 });

@@ -1,7 +1,7 @@
 // Node (>= 22) implementation of the TCP and Unix socket transports, on
 // node:net. Loaded only through a dynamic import from _runtime.ts, when
 // `globalThis.Deno` is absent and `process.versions.node` is present.
-import { readFile } from "node:fs/promises";
+import { open } from "node:fs/promises";
 import * as net from "node:net";
 import process from "node:process";
 import type { Conn } from "../lib/conn.ts";
@@ -144,7 +144,20 @@ export const _nodeBackend: _SocketBackend = {
     }
     return _dial({ path }, label, signal);
   },
-  readTextFile(path) {
-    return readFile(path, "utf8");
+  async readTextFile(path, maxBytes) {
+    const file = await open(path, "r");
+    try {
+      const buf = new Uint8Array(maxBytes + 1);
+      let n = 0;
+      while (n < buf.length) {
+        const { bytesRead } = await file.read(buf, n, buf.length - n, null);
+        if (bytesRead === 0) break;
+        n += bytesRead;
+      }
+      if (n > maxBytes) return null;
+      return new TextDecoder().decode(buf.subarray(0, n));
+    } finally {
+      await file.close();
+    }
   },
 };

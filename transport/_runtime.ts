@@ -22,8 +22,11 @@ export interface _SocketBackend {
     label: string,
     signal: AbortSignal | undefined,
   ): Promise<Conn>;
-  /** Reads a UTF-8 text file. */
-  readTextFile(path: string | URL): Promise<string>;
+  /**
+   * Reads a UTF-8 text file of at most `maxBytes` bytes; `null` when it is
+   * longer (no more than `maxBytes + 1` bytes are read to find out).
+   */
+  readTextFile(path: string | URL, maxBytes: number): Promise<string | null>;
 }
 
 let nodeBackend: Promise<_SocketBackend> | undefined;

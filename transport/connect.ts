@@ -8,7 +8,9 @@
 import { ThinClient, type ThinClientOptions } from "../lib/client.ts";
 import type { Dialer } from "../lib/conn.ts";
 import {
+  _checkLoadedDial,
   type DialConfig,
+  MAX_CONFIG_SIZE,
   parseConfig,
   type ThinClientConfig,
   validateDialConfig,
@@ -50,7 +52,9 @@ export function dialerFromConfig(dial: DialConfig): Dialer {
  * @param path The file's path or `file:` URL.
  * @returns The configuration.
  * @throws {ConfigError} When the file cannot be read (the message names the
- * path; the runtime's error is the `cause`) or its contents are invalid.
+ * path; the runtime's error is the `cause`), is larger than
+ * {@linkcode MAX_CONFIG_SIZE} (found before more than that is read), or its
+ * contents are invalid.
  *
  * @example Usage
  * ```ts ignore
@@ -69,13 +73,18 @@ export async function loadConfig(
       `Cannot load config '${name}': reading files needs Deno or Node; pass a config object instead`,
     );
   }
-  let text: string;
+  let text: string | null;
   try {
-    text = await backend.readTextFile(path);
+    text = await backend.readTextFile(path, MAX_CONFIG_SIZE);
   } catch (err) {
     throw new ConfigError(`Cannot load config '${name}': ${_reason(err)}`, {
       cause: err,
     });
+  }
+  if (text === null) {
+    throw new ConfigError(
+      `Cannot load config '${name}': it is larger than ${MAX_CONFIG_SIZE} bytes; a thinclient.toml holds one [Dial] table (is this the right file?)`,
+    );
   }
   return parseConfig(text, { path: name });
 }
@@ -89,7 +98,8 @@ export async function loadConfig(
  *   {@linkcode ThinClientConfig}, or a {@linkcode DialConfig}.
  * @param options Options of {@linkcode ThinClient.connect}.
  * @returns The connected client.
- * @throws {ConfigError} When the configuration is invalid.
+ * @throws {ConfigError} When the configuration is invalid (for a file, the
+ *   message names it and `key` is spelt as in the file, e.g. `Dial.Ws.Address`).
  * @throws {ConnectionError} When the daemon cannot be reached.
  *
  * @example Usage
@@ -105,7 +115,8 @@ export async function connect(
 ): Promise<ThinClient> {
   let dial: DialConfig;
   if (typeof config === "string" || config instanceof URL) {
-    dial = (await loadConfig(config)).dial;
+    const name = typeof config === "string" ? config : config.href;
+    dial = _checkLoadedDial((await loadConfig(config)).dial, name);
   } else if ("dial" in config) {
     dial = config.dial;
   } else {

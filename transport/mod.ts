@@ -19,6 +19,7 @@ export { TcpDialer } from "./tcp.ts";
 export { UnixDialer } from "./unix.ts";
 export { WebSocketDialer } from "./websocket.ts";
 export {
+  MAX_CONFIG_SIZE,
   parseConfig,
   parseTcpAddress,
   validateDialConfig,

@@ -12,10 +12,14 @@ import { pathToFileURL } from "node:url";
 const BUNDLE = process.env.THINCLIENT_BUNDLE_DIR === undefined
   ? new URL("../../.cache/node-smoke/", import.meta.url)
   : pathToFileURL(join(process.env.THINCLIENT_BUNDLE_DIR, "/"));
-const { ConnectionError, ThinClient } = await import(
-  new URL("mod.js", BUNDLE).href
-);
-const { connect, TcpDialer, UnixDialer } = await import(
+const {
+  ConfigError,
+  ConnectionError,
+  encodeFrame,
+  ProtocolError,
+  ThinClient,
+} = await import(new URL("mod.js", BUNDLE).href);
+const { connect, loadConfig, TcpDialer, UnixDialer } = await import(
   new URL("transport/mod.js", BUNDLE).href
 );
 
@@ -130,6 +134,182 @@ describe("Node smoke test", () => {
         return true;
       },
     );
+  });
+});
+
+/**
+ * A little CBOR writer for hostile daemons: maps (own keys, `__proto__`
+ * included), text, byte strings, small unsigned integers, booleans, null.
+ */
+function cbor(value) {
+  const out = [];
+  const head = (major, n) => {
+    if (n < 24) out.push((major << 5) | n);
+    else if (n < 256) out.push((major << 5) | 24, n);
+    else if (n < 65536) out.push((major << 5) | 25, n >> 8, n & 255);
+    else {
+      out.push((major << 5) | 26, n >>> 24, (n >> 16) & 255, (n >> 8) & 255);
+      out.push(n & 255);
+    }
+  };
+  const write = (v) => {
+    if (v === null) out.push(0xf6);
+    else if (v === true) out.push(0xf5);
+    else if (v === false) out.push(0xf4);
+    else if (typeof v === "number") head(0, v);
+    else if (typeof v === "string") {
+      const b = new TextEncoder().encode(v);
+      head(3, b.length);
+      out.push(...b);
+    } else if (v instanceof Uint8Array) {
+      head(2, v.length);
+      out.push(...v);
+    } else {
+      const keys = Object.getOwnPropertyNames(v);
+      head(5, keys.length);
+      for (const k of keys) {
+        write(k);
+        write(v[k]);
+      }
+    }
+  };
+  write(value);
+  return new Uint8Array(out);
+}
+
+/** An object whose own key "__proto__" holds `value` (not its prototype). */
+function withProto(value, rest = {}) {
+  const o = { ...rest };
+  Object.defineProperty(o, "__proto__", { value, enumerable: true });
+  return o;
+}
+
+/** Frames #1 and #2 and the token reply, then `then(socket)`. */
+function handshake(socket, then) {
+  socket.write(encodeFrame(cbor({
+    connection_status_event: {
+      is_connected: true,
+      instance_token: new Uint8Array(16).fill(1),
+      sphinx_geometry: {},
+      pigeonhole_geometry: {},
+    },
+  })));
+  socket.write(
+    encodeFrame(cbor({ new_pki_document_event: { payload: null } })),
+  );
+  socket.once("data", () => {
+    socket.write(encodeFrame(cbor({
+      session_token_reply: { app_id: new Uint8Array(16).fill(2) },
+    })));
+    setTimeout(() => then(socket), 20);
+  });
+}
+
+/** A hostile daemon on 127.0.0.1; closed when `fn` settles. */
+async function hostile(onConnection, fn) {
+  const server = createServer(onConnection);
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  try {
+    return await fn(
+      new TcpDialer({
+        address: `127.0.0.1:${server.address().port}`,
+      }),
+    );
+  } finally {
+    server.close();
+  }
+}
+
+describe("Node smoke test: a hostile daemon", () => {
+  test("__proto__ keys in daemon maps are plain keys: typed error, no pollution", async () => {
+    const envelope = withProto({
+      connection_status_event: { is_connected: 1 },
+    });
+    await hostile(
+      (s) => s.write(encodeFrame(cbor(envelope))),
+      (dialer) =>
+        assert.rejects(ThinClient.connect(dialer, options()), (err) => {
+          assert.ok(err instanceof ProtocolError, String(err));
+          assert.match(err.message, /first frame is 'unknown'/);
+          return true;
+        }),
+    );
+    const body = withProto({ x: 1 }, { app_id: new Uint8Array(16) });
+    await hostile(
+      (s) =>
+        handshake(s, (socket) => {
+          socket.write(encodeFrame(cbor({ session_token_reply: body })));
+          socket.write(encodeFrame(new Uint8Array([0xff])));
+        }),
+      async (dialer) => {
+        const client = await ThinClient.connect(dialer, options());
+        const err = await client.closed();
+        assert.ok(err instanceof ConnectionError, String(err));
+        assert.ok(err.cause instanceof ProtocolError);
+      },
+    );
+    assert.equal(({}).connection_status_event, undefined);
+    assert.equal(({}).x, undefined);
+  });
+
+  test("a reset from the daemon is a ConnectionError with its code, never an uncaught error", async () => {
+    const uncaught = [];
+    const record = (e) => uncaught.push(e);
+    process.on("uncaughtException", record);
+    try {
+      await hostile(
+        (s) => s.resetAndDestroy(),
+        (dialer) =>
+          assert.rejects(ThinClient.connect(dialer, options()), (err) => {
+            assert.ok(err instanceof ConnectionError, String(err));
+            assert.match(err.message, /Connection reset by peer/);
+            assert.equal(err.cause?.code, "ECONNRESET");
+            return true;
+          }),
+      );
+      await hostile(
+        (s) => handshake(s, (socket) => socket.resetAndDestroy()),
+        async (dialer) => {
+          const client = await ThinClient.connect(dialer, options());
+          const err = await client.closed();
+          assert.ok(err instanceof ConnectionError, String(err));
+          assert.match(err.cause?.message ?? "", /Connection reset by peer/);
+          await client.close();
+        },
+      );
+      assert.deepEqual(uncaught, []);
+    } finally {
+      process.off("uncaughtException", record);
+    }
+  });
+
+  test("a 40 MiB frame of empty maps is refused without materialising it", async () => {
+    const n = 40 * 1024 * 1024 - 5;
+    const body = new Uint8Array(5 + n).fill(0xa0);
+    body.set([0x9a, n >>> 24, (n >> 16) & 255, (n >> 8) & 255, n & 255]);
+    const rss = process.memoryUsage().rss;
+    await hostile(
+      (s) => handshake(s, (socket) => socket.write(encodeFrame(body))),
+      async (dialer) => {
+        const client = await ThinClient.connect(dialer, options());
+        const err = await client.closed();
+        assert.ok(err instanceof ConnectionError, String(err));
+        assert.match(
+          err.cause?.message ?? "",
+          /more than 65536 array elements/,
+        );
+      },
+    );
+    const extra = process.memoryUsage().rss - rss;
+    assert.ok(extra < 400 * 1024 * 1024, `RSS grew by ${extra} bytes`);
+  });
+
+  test("loadConfig() on Node reads at most 64 KiB of a file", async () => {
+    await assert.rejects(loadConfig("/dev/zero"), (err) => {
+      assert.ok(err instanceof ConfigError, String(err));
+      assert.match(err.message, /larger than 65536 bytes/);
+      return true;
+    });
   });
 });
 
