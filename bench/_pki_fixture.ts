@@ -1,5 +1,5 @@
 /**
- * Builds a PKI-document-like CBOR payload (THIN_PROTOCOL.md §6.3), the shape
+ * Builds a PKI-document-like CBOR payload (docs/protocol.md#pki-document), the shape
  * `new_pki_document_event.payload` has: a PascalCase top-level map whose
  * mix, gateway and service descriptors are nested CBOR items inside byte
  * strings, replica descriptors as plain maps, maps with `uint64` keys
@@ -7,7 +7,7 @@
  * (`SharedRandomCommit`, `SharedRandomReveal`), and float Poisson parameters.
  *
  * The bytes are written by a small encoder in this file, not by any CBOR
- * library under test, and follow what the Go encoders emit (§2.5): definite
+ * library under test, and follow what the Go encoders emit (docs/protocol.md#cbor-encoding): definite
  * lengths, shortest integer heads, no tags, keys in struct order with floats as
  * 8-byte doubles (default mode), or keys sorted length-first with floats in
  * their shortest exact width (`canonical: true`, the handshake copy).
@@ -143,7 +143,7 @@ export function buildPkiDocument(options: PkiFixtureOptions = {}): PkiFixture {
       ["AuthenticationType", "Ed25519 Sphincs+"],
       ["Version", "v1"],
     ]);
-    // Descriptors are always canonical CBOR inside their byte strings (§6.3).
+    // Descriptors are always canonical CBOR inside their byte strings (docs/protocol.md#pki-document).
     return _encode(body, true);
   };
 

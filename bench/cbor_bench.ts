@@ -1,13 +1,13 @@
 /**
  * Compares the CBOR codec of lib/cbor.ts (npm:cborg@6.1.5) with
- * npm:cbor-x@1.6.9 configured as THIN_PROTOCOL.md §2.7 advises, on the
+ * npm:cbor-x@1.6.9 configured as docs/protocol.md#cbor-encoding advises, on the
  * payloads the thin client actually handles:
  *
  * - (a) a ~2 KB request body (`send_message` with a 2000-byte payload, and
  *   `encrypt_write` with a write cap, a box index and a 1549-byte plaintext):
  *   encode and decode;
- * - (b) decode of the daemon's full-form 25-key reply envelope (Appendix A.6);
- * - (c) decode of a ~200 KB PKI document (§6.3, built by `_pki_fixture.ts`),
+ * - (b) decode of the daemon's full-form 25-key reply envelope (testdata/frames/a06);
+ * - (c) decode of a ~200 KB PKI document (docs/protocol.md#pki-document, built by `_pki_fixture.ts`),
  *   the top-level map only and then including every nested descriptor.
  *
  * Setup checks each library on each input and throws if it is wrong: byte
@@ -76,7 +76,7 @@ async function loadCborX(): Promise<{ mod: CborXModule; from: string }> {
 }
 
 const { mod: cborX, from: cborXFrom } = await loadCborX();
-// The configuration of THIN_PROTOCOL.md §2.7.
+// The configuration docs/protocol.md#cbor-encoding advises.
 const xEncoder = new cborX.Encoder({ tagUint8Array: false, useRecords: false });
 const xDecoder = new cborX.Decoder({ mapsAsObjects: true, useRecords: false });
 const xDecoderMaps = new cborX.Decoder({
@@ -110,7 +110,7 @@ function fromHex(hex: string): Uint8Array {
   );
 }
 
-/** (a1) `send_message` with SURB and a 2000-byte payload (§4.4). */
+/** (a1) `send_message` with SURB and a 2000-byte payload (docs/protocol.md#requests-and-replies). */
 const sendMessage = {
   "send_message": {
     id: bytes(16, 1),
@@ -122,7 +122,7 @@ const sendMessage = {
   },
 };
 
-/** (a2) `encrypt_write` with a 168-byte write cap, 104-byte index, 1549-byte plaintext (§4.4, §8.2). */
+/** (a2) `encrypt_write` with a 168-byte write cap, 104-byte index, 1549-byte plaintext (docs/protocol.md#requests-and-replies). */
 const encryptWrite = {
   "encrypt_write": {
     query_id: bytes(16, 5),
@@ -132,7 +132,7 @@ const encryptWrite = {
   },
 };
 
-/** (b) Appendix A.6: `session_token_reply` as the daemon sends it (25 keys, 784 bytes). */
+/** (b) testdata/frames/a06: `session_token_reply` as the daemon sends it (25 keys, 784 bytes). */
 const replyEnvelope = fromHex(`
 b8197373657373696f6e5f746f6b656e5f7265706c79a2666170705f6964500102030405060708090a0b0c0d0e0f1067
 726573756d6564f46e73687574646f776e5f6576656e74f677636f6e6e656374696f6e5f7374617475735f6576656e74
@@ -152,7 +152,7 @@ f6716e65775f6b6579706169725f7265706c79f672656e63727970745f726561645f7265706c79f6
 5f696e647563745f7265706c79f672766f75636865725f6f70656e5f7265706c79f6781b766f75636865725f64657269
 76655f73747265616d5f7265706c79f6`);
 
-/** Appendix A.12: `get_message_box_index_counter_reply` body, counter 2^63 + 5. */
+/** testdata/frames/a12: `get_message_box_index_counter_reply` body, counter 2^63 + 5. */
 const counterReply = fromHex(`
 a36871756572795f696450a0a1a2a3a4a5a6a7a8a9aaabacadaeaf67636f756e7465721b80000000000000056a657272
 6f725f636f646500`);

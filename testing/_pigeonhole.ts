@@ -3,7 +3,7 @@
  * vouchers and the replicas' box store. Nothing here is cryptography: every
  * blob is self-describing so the fake can check what clients hand back.
  *
- * Layouts (sizes match kpclientd, THIN_PROTOCOL.md §7.1):
+ * Layouts (sizes match kpclientd, docs/protocol.md#capabilities-and-box-indices):
  * - index (104): counter u64 little-endian (8) ‖ stream tail (96)
  * - write cap (168): secret (32) ‖ public (32) ‖ first index (104)
  * - read cap (136): public (32) ‖ first index (104)

@@ -12,7 +12,7 @@ import { utf8 } from "./_util.ts";
 
 /**
  * The Sphinx geometry as it travels in `connection_status_event`
- * (PascalCase keys, THIN_PROTOCOL.md §8.1).
+ * (PascalCase keys, docs/protocol.md#geometries).
  *
  * @example Usage
  * ```ts
@@ -53,7 +53,7 @@ export interface WireSphinxGeometry {
 
 /**
  * The Pigeonhole geometry as it travels in `connection_status_event`
- * (PascalCase keys, THIN_PROTOCOL.md §8.2).
+ * (PascalCase keys, docs/protocol.md#geometries).
  *
  * @example Usage
  * ```ts
@@ -79,7 +79,7 @@ export interface WirePigeonholeGeometry {
 }
 
 /**
- * The docker-default Sphinx geometry of THIN_PROTOCOL.md Appendix A.7
+ * The Sphinx geometry of upstream's docker test network (docs/protocol.md#geometries)
  * (x25519, 5 hops, 2000-byte user payload).
  *
  * @example Usage
@@ -108,7 +108,7 @@ export const DEFAULT_SPHINX_GEOMETRY: Readonly<WireSphinxGeometry> = Object
 
 /**
  * The Pigeonhole geometry derived from {@linkcode DEFAULT_SPHINX_GEOMETRY}
- * (Appendix A.7: 1549 / 2000 / 2000 / 1718 / 1718).
+ * (1549 / 2000 / 2000 / 1718 / 1718, docs/protocol.md#geometries).
  *
  * @example Usage
  * ```ts
@@ -166,7 +166,7 @@ export function orderedPigeonholeGeometry(
 
 /**
  * One voting authority as returned by `get_directory_authorities_reply`
- * (wire keys, THIN_PROTOCOL.md §4.5).
+ * (wire keys, docs/protocol.md#requests-and-replies).
  *
  * @example Usage
  * ```ts

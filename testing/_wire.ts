@@ -144,7 +144,7 @@ export function encodeOrdered(value: unknown): Uint8Array {
 // ---------------------------------------------------------------------------
 // Responses
 
-/** Response variant keys in Go declaration order (THIN_PROTOCOL.md §2.2). */
+/** Response variant keys in Go declaration order (docs/protocol.md#cbor-encoding). */
 export const RESPONSE_VARIANTS: readonly string[] = [
   "session_token_reply",
   "shutdown_event",
@@ -394,7 +394,7 @@ export type RequestKind =
   | "voucher_open"
   | "voucher_derive_stream";
 
-/** The local requests, in the daemon's priority order (§3.5). */
+/** The local requests, in the daemon's priority order (docs/protocol.md#how-the-daemon-processes-requests). */
 export const LOCAL_KINDS: readonly RequestKind[] = [
   "new_keypair",
   "encrypt_read",
@@ -679,8 +679,8 @@ export function toPlain(value: unknown): unknown {
 }
 
 /**
- * Decodes a request frame body as kpclientd would (THIN_PROTOCOL.md §2.2,
- * §2.6): every present variant is decoded and type-checked (so a bad field
+ * Decodes a request frame body as kpclientd would (docs/protocol.md#cbor-encoding,
+ * #request-validation): every present variant is decoded and type-checked (so a bad field
  * in any variant is fatal), then the first non-null variant in priority
  * order is chosen.
  *

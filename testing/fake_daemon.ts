@@ -1,6 +1,6 @@
 /**
  * A fake kpclientd: an independent, in-process implementation of the daemon
- * side of the thin protocol (THIN_PROTOCOL.md §10), for unit tests of thin
+ * side of the thin protocol (docs/protocol.md), for unit tests of thin
  * clients and of applications built on them.
  *
  * @module
@@ -213,7 +213,7 @@ export interface FakeDaemonFaults {
   pkiPayloadNull: boolean;
   /**
    * Push a `connection_status_event` and a `new_pki_document_event` right
-   * before the `session_token_reply` (the race of §3.3). @default false
+   * before the `session_token_reply` (the race in docs/protocol.md#connection-and-handshake). @default false
    */
   raceEventBeforeTokenReply: boolean;
   /** Write every frame in random pieces of 1–7 bytes. @default false */
@@ -425,9 +425,9 @@ function bytesOrNull(v: unknown): Uint8Array | null {
  * client at {@linkcode FakeDaemon.dialer} (or {@linkcode FakeDaemon.address}),
  * and dispose of it with `await using`.
  *
- * It follows THIN_PROTOCOL.md §10: the daemon-first handshake with both
+ * It follows docs/protocol.md: the daemon-first handshake with both
  * geometries and a realistic PKI document, session tokens with resume and a
- * grace period, Go full-form replies, the §10.3 validation table, the
+ * grace period, Go full-form replies, the daemon's request validation, the
  * per-connection 16-slot mixnet FIFO with back-pressure, an echo service, an
  * in-memory box store with write-once/tombstone semantics, cancellation with
  * the double reply, copy commands that really execute the copy streams made

@@ -710,7 +710,8 @@ Deno.test("FakeDaemon new_keypair is deterministic with bigint counters", async 
   });
 });
 
-Deno.test("FakeDaemon answers the §10.3 validation errors in error form", async () => {
+// docs/protocol.md#request-validation
+Deno.test("FakeDaemon answers the validation errors in error form", async () => {
   await withDaemon({}, async (daemon) => {
     const client = await RawClient.open(daemon);
     const pair = fakeKeypair(SEED);

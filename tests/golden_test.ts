@@ -1,4 +1,4 @@
-// Golden vectors of THIN_PROTOCOL.md Appendix A (testdata/frames/*.cbor).
+// Golden vectors of docs/protocol.md#golden-frames (testdata/frames/*.cbor).
 // File names: <appendix>_<what>.<form>.cbor, where form is "frame" (4-byte
 // length prefix + body), "body" (a whole envelope map) or "value" (the body
 // of one variant only).

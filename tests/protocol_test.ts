@@ -20,7 +20,7 @@ const toHex = (b: Uint8Array): string =>
 const QID = Uint8Array.from({ length: 16 }, (_, i) => 0xa0 + i);
 const TOKEN = Uint8Array.from({ length: 16 }, (_, i) => i + 1);
 
-// Request vectors of THIN_PROTOCOL.md Appendix A (bodies, without the prefix).
+// Request vectors of docs/protocol.md#golden-frames (bodies, without the prefix).
 Deno.test("encodeRequest() matches the Go encoder byte for byte (A.1-A.4, A.15, A.16)", () => {
   const cases: [Request, string][] = [
     [
