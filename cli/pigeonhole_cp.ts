@@ -59,6 +59,7 @@ import { Progress, type ProgressMode } from "./_progress.ts";
 import { runReceive } from "./_receive.ts";
 import { runSend } from "./_send.ts";
 import { TransferStore } from "./_state.ts";
+import packageJson from "../deno.json" with { type: "json" };
 
 /**
  * Exit codes of `pigeonhole-cp`: 0 ok, 1 failure, 2 usage, 3 input missing
@@ -136,6 +137,7 @@ Usage:
   pigeonhole-cp send    --write-cap SRC [--index SRC] [--stream] FILE|-
   pigeonhole-cp receive --read-cap SRC [--index SRC] [--timeout T] DIR|-
   pigeonhole-cp help
+  pigeonhole-cp --version
 
 A SRC is file:PATH (or @PATH), env:NAME, - (standard input) or the value
 itself: a key file written by genkey, a kpch1… share text, or base64 (as the
@@ -202,6 +204,9 @@ export function printUsage(): void {
   // deno-lint-ignore no-console
   console.log(USAGE.trimEnd());
 }
+
+/** What `--version` prints: the package name and version from deno.json. */
+const VERSION_LINE = `${packageJson.name} ${packageJson.version}`;
 
 const COMMON = {
   config: { type: "string", short: "c" },
@@ -450,6 +455,9 @@ export async function main(
       case "-h":
       case "--help":
         io.stdout.text(USAGE);
+        return EXIT.Ok;
+      case "--version":
+        io.stdout.text(`${VERSION_LINE}\n`);
         return EXIT.Ok;
       case "genkey":
       case "send":

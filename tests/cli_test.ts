@@ -412,6 +412,15 @@ Deno.test("pigeonhole-cp --help prints usage on stdout and exits 0", async () =>
   }
 });
 
+Deno.test("pigeonhole-cp --version prints the package name and version from deno.json and exits 0", async () => {
+  await using h = await harness();
+  const pkg = JSON.parse(await Deno.readTextFile("deno.json"));
+  const r = await h.run(["--version"]);
+  assert.equal(r.code, 0);
+  assert.equal(r.stdout, `${pkg.name} ${pkg.version}\n`);
+  assert.equal(r.stderr, "");
+});
+
 Deno.test("pigeonhole-cp rejects unknown commands, options and bad values with exit 2", async () => {
   await using h = await harness();
   const cases: [string[], RegExp][] = [
