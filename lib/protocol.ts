@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { decodeCbor, encodeCbor } from "./cbor.ts";
+import { decodeCbor, decodeCborVariant, encodeCbor } from "./cbor.ts";
 import { ProtocolError } from "./errors.ts";
 
 /** Byte length of query ids, SURB ids, message ids and instance tokens. */
@@ -378,6 +378,14 @@ function isEmptyValue(v: unknown): boolean {
  * ```
  */
 export function encodeRequest(request: Request): Uint8Array {
+  return _encodeRequest(request, 0);
+}
+
+/**
+ * {@linkcode encodeRequest} with `headroom` zero bytes left before the body,
+ * where the client writes the frame's length prefix (no second copy).
+ */
+export function _encodeRequest(request: Request, headroom: number): Uint8Array {
   const fields: Record<string, unknown> = {};
   const source = request as unknown as Record<string, unknown>;
   for (const [tsKey, wireKey] of REQUEST_KEYS[request.kind]) {
@@ -392,7 +400,7 @@ export function encodeRequest(request: Request): Uint8Array {
     }
     fields[wireKey] = value === undefined ? null : value;
   }
-  return encodeCbor({ [request.kind]: fields });
+  return encodeCbor({ [request.kind]: fields }, headroom);
 }
 
 // ---------------------------------------------------------------------------
@@ -976,11 +984,34 @@ function decodeField(where: string, type: FieldType, v: unknown): unknown {
   }
 }
 
+const SLOW: unique symbol = Symbol("decode field the long way");
+
+/**
+ * The common, well-formed cases of {@linkcode decodeField} without building
+ * the field's name; `SLOW` for anything else (which then gets the full check
+ * and, when wrong, the error naming the field).
+ */
+function quickField(type: FieldType, v: unknown): unknown {
+  switch (type) {
+    case "bytes?":
+      if (v === null || v === undefined) return null;
+      return v instanceof Uint8Array ? v : SLOW;
+    case "id?":
+    case "hash?":
+      if (v === null || v === undefined) return null;
+      return v instanceof Uint8Array &&
+          v.length === (type === "id?" ? ID_LENGTH : HASH_LENGTH)
+        ? v
+        : SLOW;
+    case "u8":
+      return typeof v === "number" && (v & 0xff) === v ? v : SLOW;
+    default:
+      return SLOW;
+  }
+}
+
 /** Variant names in the order the daemon declares them. */
-const RESPONSE_KINDS = Object.keys(RESPONSE_FIELDS) as Exclude<
-  ResponseKind,
-  "unknown"
->[];
+const RESPONSE_KINDS = Object.keys(RESPONSE_FIELDS) as KnownKind[];
 
 /**
  * Decodes a frame body from the daemon. Picks the variant whose value is not
@@ -1002,6 +1033,12 @@ const RESPONSE_KINDS = Object.keys(RESPONSE_FIELDS) as Exclude<
  * ```
  */
 export function decodeResponse(body: Uint8Array): Response {
+  // The daemon sets one variant and sends the others as null: read just that
+  // one when the frame is shaped so, otherwise decode the whole envelope.
+  const variant = decodeCborVariant(body);
+  if (variant !== undefined && KINDS.has(variant.key)) {
+    return decodeVariant(variant.key as KnownKind, variant.value);
+  }
   let top: unknown;
   try {
     top = decodeCbor(body);
@@ -1015,18 +1052,30 @@ export function decodeResponse(body: Uint8Array): Response {
   for (const kind of RESPONSE_KINDS) {
     const value = top[kind];
     if (value === null || value === undefined) continue;
-    if (!isPlainMap(value)) throw bad(kind, "a map", value);
-    const out: Record<string, unknown> = { kind };
-    for (const [tsKey, wireKey, type] of RESPONSE_FIELDS[kind]) {
-      out[tsKey] = decodeField(`${kind}.${wireKey}`, type, value[wireKey]);
-    }
-    if (
-      kind === "message_reply_event" &&
-      (value["reply_index"] === null || value["reply_index"] === undefined)
-    ) {
-      out["replyIndex"] = null;
-    }
-    return out as Response;
+    return decodeVariant(kind, value);
   }
   return { kind: "unknown", keys: Object.keys(top) };
+}
+
+type KnownKind = Exclude<ResponseKind, "unknown">;
+
+const KINDS: ReadonlySet<string> = new Set(RESPONSE_KINDS);
+
+function decodeVariant(kind: KnownKind, value: unknown): Response {
+  if (!isPlainMap(value)) throw bad(kind, "a map", value);
+  const out: Record<string, unknown> = { kind };
+  for (const [tsKey, wireKey, type] of RESPONSE_FIELDS[kind]) {
+    const v = value[wireKey];
+    const fast = quickField(type, v);
+    out[tsKey] = fast !== SLOW
+      ? fast
+      : decodeField(`${kind}.${wireKey}`, type, v);
+  }
+  if (
+    kind === "message_reply_event" &&
+    (value["reply_index"] === null || value["reply_index"] === undefined)
+  ) {
+    out["replyIndex"] = null;
+  }
+  return out as Response;
 }
