@@ -4,10 +4,10 @@
  *
  * @module
  */
-import { randomBytes, toHex } from "./_bytes.ts";
+import { idKey, randomBytes, randomIdView, toHex } from "./_bytes.ts";
 import { type Deferred, deferred } from "./_deferred.ts";
 import type { Conn, Dialer } from "./conn.ts";
-import { MessageBoxIndex, ReadCap, WriteCap } from "./caps.ts";
+import { _adopt, MessageBoxIndex, ReadCap, WriteCap } from "./caps.ts";
 import {
   CancelledError,
   ClientClosedError,
@@ -47,7 +47,12 @@ import {
   type EventsOptions,
   type ThinClientEvent,
 } from "./events.ts";
-import { encodeFrame, MAX_FRAME_SIZE, readFrames } from "./framing.ts";
+import {
+  _FrameReader,
+  _FrameWriter,
+  _sealFrame,
+  MAX_FRAME_SIZE,
+} from "./framing.ts";
 import { blake2b256 } from "./hash.ts";
 import {
   findServices,
@@ -56,9 +61,9 @@ import {
   type ServiceDescriptor,
 } from "./pki.ts";
 import {
+  _encodeRequest,
   decodeResponse,
   type DirectoryAuthority,
-  encodeRequest,
   HASH_LENGTH,
   ID_LENGTH,
   type PigeonholeGeometry,
@@ -184,7 +189,7 @@ interface Pending {
 }
 
 interface Handshake {
-  frames: AsyncIterator<Uint8Array>;
+  frames: _FrameReader;
   resumed: boolean;
   appId: Uint8Array;
 }
@@ -199,6 +204,11 @@ const CANCEL_MAX_ATTEMPTS = 30;
  * have its new connection unregistered and its replies queued for nobody.
  */
 const DAEMON_CLOSE_WAIT_MS = 2000;
+
+/** The query id of a request the client builds itself (no copy needed). */
+function queryId(): Uint8Array {
+  return randomIdView(ID_LENGTH);
+}
 
 function replyKindOf(kind: RequestKind): ResponseKind {
   return `${kind}_reply` as ResponseKind;
@@ -297,7 +307,7 @@ export class ThinClient implements AsyncDisposable {
 
   #conn: Conn | null = null;
   #writer: WritableStreamDefaultWriter<Uint8Array> | null = null;
-  #writeChain: Promise<void> = Promise.resolve();
+  #frameWriter: _FrameWriter | null = null;
   /** Settles when the read loop of the current connection has ended. */
   #readEnded: Promise<void> | null = null;
   #state: "connected" | "reconnecting" | "closed" = "connected";
@@ -647,7 +657,7 @@ export class ThinClient implements AsyncDisposable {
       );
     }
     const reply = await this.request(
-      { kind: "get_pki_document", queryId: this.newQueryId(), epoch },
+      { kind: "get_pki_document", queryId: queryId(), epoch },
       options,
     );
     ThinClient.check(reply);
@@ -670,7 +680,7 @@ export class ThinClient implements AsyncDisposable {
     options: CallOptions = {},
   ): Promise<DirectoryAuthority[]> {
     const reply = await this.request(
-      { kind: "get_directory_authorities", queryId: this.newQueryId() },
+      { kind: "get_directory_authorities", queryId: queryId() },
       options,
     );
     ThinClient.check(reply);
@@ -719,7 +729,7 @@ export class ThinClient implements AsyncDisposable {
    * ```
    */
   newQueryId(): Uint8Array {
-    return randomBytes(ID_LENGTH);
+    return randomIdView(ID_LENGTH).slice();
   }
 
   // -------------------------------------------------------------------------
@@ -874,7 +884,7 @@ export class ThinClient implements AsyncDisposable {
     options.signal?.throwIfAborted();
     this.#checkSend(payload, destinationIdHash, recipientQueueId);
     const surbId = this.newSurbId();
-    const key = toHex(surbId);
+    const key = idKey(surbId);
     const waiter = deferred<Uint8Array>();
     this.#surbWaiters.set(key, waiter);
     const signal = options.signal;
@@ -937,11 +947,13 @@ export class ThinClient implements AsyncDisposable {
     } catch (err) {
       return Promise.reject(err);
     }
-    const key = toHex(request.queryId);
+    const key = idKey(request.queryId);
     if (this.#pending.has(key)) {
       return Promise.reject(
         new RangeError(
-          `Cannot send request: queryId '${key}' is already in use`,
+          `Cannot send request: queryId '${
+            toHex(request.queryId)
+          }' is already in use`,
         ),
       );
     }
@@ -952,20 +964,22 @@ export class ThinClient implements AsyncDisposable {
     };
     this.#pending.set(key, entry);
     const signal = options.signal;
+    if (signal === undefined) {
+      if (this.isDaemonReachable) this.#send(request);
+      return entry.settle.promise as Promise<
+        ResponseOf<ReplyKindFor<R["kind"]>>
+      >;
+    }
     const onAbort = (): void => {
       if (this.#pending.get(key) !== entry) return;
       this.#pending.delete(key);
       this.#cancelInDaemon(request);
-      entry.settle.reject(abortReason(signal!));
+      entry.settle.reject(abortReason(signal));
     };
-    signal?.addEventListener("abort", onAbort, { once: true });
-    if (this.isDaemonReachable) {
-      this.#write(request).catch(() => {
-        // The reader notices the broken connection; the request is re-sent after reconnecting.
-      });
-    }
+    signal.addEventListener("abort", onAbort, { once: true });
+    if (this.isDaemonReachable) this.#send(request);
     return entry.settle.promise.finally(() => {
-      signal?.removeEventListener("abort", onAbort);
+      signal.removeEventListener("abort", onAbort);
     }) as Promise<ResponseOf<ReplyKindFor<R["kind"]>>>;
   }
 
@@ -1000,19 +1014,19 @@ export class ThinClient implements AsyncDisposable {
     if (request.kind === "start_resending_encrypted_message") {
       cancel = {
         kind: "cancel_resending_encrypted_message",
-        queryId: this.newQueryId(),
+        queryId: queryId(),
         envelopeHash: request.envelopeHash,
       };
     } else if (request.kind === "start_resending_copy_command") {
       cancel = {
         kind: "cancel_resending_copy_command",
-        queryId: this.newQueryId(),
+        queryId: queryId(),
         writeCapHash: blake2b256(request.writeCap),
       };
     } else {
       return;
     }
-    const startKey = toHex(request.queryId);
+    const startKey = idKey(request.queryId);
     this.#cancelling.set(startKey, { request: cancel, attempts: 0 });
     this.#sendCancel(startKey);
   }
@@ -1021,19 +1035,19 @@ export class ThinClient implements AsyncDisposable {
     const c = this.#cancelling.get(startKey);
     if (c === undefined || this.#state === "closed") return;
     c.attempts++;
-    const fresh = { ...c.request, queryId: this.newQueryId() } as Request & {
+    const fresh = { ...c.request, queryId: queryId() } as Request & {
       queryId: Uint8Array;
     };
     c.request = fresh;
-    if (this.isDaemonReachable) this.#write(fresh).catch(() => {});
+    if (this.isDaemonReachable) this.#send(fresh);
   }
 
   /** A cancel reply arrived: if the start's reply has not, the start may still be queued. */
   #onCancelReply(resp: Response & { queryId: Uint8Array | null }): void {
     if (resp.queryId === null) return;
-    const qk = toHex(resp.queryId);
+    const qk = idKey(resp.queryId);
     for (const [startKey, c] of this.#cancelling) {
-      if (!("queryId" in c.request) || toHex(c.request.queryId) !== qk) {
+      if (!("queryId" in c.request) || idKey(c.request.queryId) !== qk) {
         continue;
       }
       if (c.attempts >= CANCEL_MAX_ATTEMPTS) {
@@ -1084,14 +1098,15 @@ export class ThinClient implements AsyncDisposable {
     checkLength("seed", s, 32);
     const r = await this.request({
       kind: "new_keypair",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       seed: s,
     }, options);
     ThinClient.check(r);
     return {
-      writeCap: new WriteCap(need(r.writeCap, "write_cap")),
-      readCap: new ReadCap(need(r.readCap, "read_cap")),
-      firstMessageIndex: new MessageBoxIndex(
+      writeCap: _adopt(WriteCap, need(r.writeCap, "write_cap")),
+      readCap: _adopt(ReadCap, need(r.readCap, "read_cap")),
+      firstMessageIndex: _adopt(
+        MessageBoxIndex,
         need(r.firstMessageIndex, "first_message_index"),
       ),
     };
@@ -1121,7 +1136,7 @@ export class ThinClient implements AsyncDisposable {
   ): Promise<EncryptedMessage> {
     const r = await this.request({
       kind: "encrypt_read",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       readCap: capBytes(readCap, ReadCap),
       messageBoxIndex: capBytes(messageBoxIndex, MessageBoxIndex),
     }, options);
@@ -1166,7 +1181,7 @@ export class ThinClient implements AsyncDisposable {
     }
     const r = await this.request({
       kind: "encrypt_write",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       plaintext,
       writeCap: capBytes(writeCap, WriteCap),
       messageBoxIndex: capBytes(messageBoxIndex, MessageBoxIndex),
@@ -1227,7 +1242,7 @@ export class ThinClient implements AsyncDisposable {
     }
     const request: Request & { queryId: Uint8Array } = {
       kind: "start_resending_encrypted_message",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       readCap: isRead ? capBytes(params.readCap!, ReadCap) : null,
       writeCap: isRead ? null : capBytes(params.writeCap!, WriteCap),
       messageBoxIndex: params.messageBoxIndex === undefined
@@ -1278,7 +1293,7 @@ export class ThinClient implements AsyncDisposable {
     checkLength("envelopeHash", envelopeHash, HASH_LENGTH);
     const r = await this.request({
       kind: "cancel_resending_encrypted_message",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       envelopeHash,
     }, options);
     ThinClient.check(r);
@@ -1302,11 +1317,12 @@ export class ThinClient implements AsyncDisposable {
   ): Promise<MessageBoxIndex> {
     const r = await this.request({
       kind: "next_message_box_index",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       messageBoxIndex: capBytes(messageBoxIndex, MessageBoxIndex),
     }, options);
     ThinClient.check(r);
-    return new MessageBoxIndex(
+    return _adopt(
+      MessageBoxIndex,
       need(r.nextMessageBoxIndex, "next_message_box_index"),
     );
   }
@@ -1329,7 +1345,7 @@ export class ThinClient implements AsyncDisposable {
   ): Promise<bigint> {
     const r = await this.request({
       kind: "get_message_box_index_counter",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       messageBoxIndex: capBytes(messageBoxIndex, MessageBoxIndex),
     }, options);
     ThinClient.check(r);
@@ -1363,7 +1379,7 @@ export class ThinClient implements AsyncDisposable {
     }
     const r = await this.request({
       kind: "start_resending_copy_command",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       writeCap: capBytes(writeCap, WriteCap),
       ...(pin === undefined ? {} : {
         courierIdentityHash: pin.identityHash,
@@ -1398,7 +1414,7 @@ export class ThinClient implements AsyncDisposable {
   ): Promise<void> {
     const r = await this.request({
       kind: "cancel_resending_copy_command",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       writeCapHash: blake2b256(capBytes(writeCap, WriteCap)),
     }, options);
     ThinClient.check(r);
@@ -1435,7 +1451,7 @@ export class ThinClient implements AsyncDisposable {
     checkCopyPayload(payload);
     const r = await this.request({
       kind: "create_courier_envelopes_from_payload",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       payload,
       destWriteCap: capBytes(destWriteCap, WriteCap),
       destStartIndex: capBytes(destStartIndex, MessageBoxIndex),
@@ -1445,7 +1461,8 @@ export class ThinClient implements AsyncDisposable {
     ThinClient.check(r);
     return {
       envelopes: r.envelopes ?? [],
-      nextDestIndex: new MessageBoxIndex(
+      nextDestIndex: _adopt(
+        MessageBoxIndex,
         need(r.nextDestIndex, "next_dest_index"),
       ),
     };
@@ -1482,7 +1499,7 @@ export class ThinClient implements AsyncDisposable {
     for (const d of destinations) checkCopyPayload(d.payload);
     const r = await this.request({
       kind: "create_courier_envelopes_from_multi_payload",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       destinations: destinations.map((d) => ({
         payload: d.payload,
         writeCap: capBytes(d.writeCap, WriteCap),
@@ -1497,7 +1514,7 @@ export class ThinClient implements AsyncDisposable {
       envelopes: r.envelopes ?? [],
       buffer: r.buffer,
       nextDestIndices: (r.nextDestIndices ?? []).map((b) =>
-        new MessageBoxIndex(b)
+        _adopt(MessageBoxIndex, b)
       ),
     };
   }
@@ -1536,7 +1553,7 @@ export class ThinClient implements AsyncDisposable {
     }
     const r = await this.request({
       kind: "create_courier_envelopes_from_tombstone_range",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       destWriteCap: capBytes(destWriteCap, WriteCap),
       destStartIndex: capBytes(destStartIndex, MessageBoxIndex),
       maxCount,
@@ -1548,7 +1565,8 @@ export class ThinClient implements AsyncDisposable {
     return {
       envelopes: r.envelopes ?? [],
       buffer: r.buffer,
-      nextDestIndex: new MessageBoxIndex(
+      nextDestIndex: _adopt(
+        MessageBoxIndex,
         need(r.nextDestIndex, "next_dest_index"),
       ),
     };
@@ -1617,7 +1635,7 @@ export class ThinClient implements AsyncDisposable {
   ): Promise<VoucherMintResult> {
     const r = await this.request({
       kind: "voucher_mint",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       messageWriteCap: capBytes(messageWriteCap, WriteCap),
       displayName,
     }, options);
@@ -1625,10 +1643,14 @@ export class ThinClient implements AsyncDisposable {
     return {
       voucher: need(r.voucher, "voucher"),
       voucherPayload: need(r.voucherPayload, "voucher_payload"),
-      voucherWriteCap: new WriteCap(
+      voucherWriteCap: _adopt(
+        WriteCap,
         need(r.voucherWriteCap, "voucher_write_cap"),
       ),
-      voucherReadCap: new ReadCap(need(r.voucherReadCap, "voucher_read_cap")),
+      voucherReadCap: _adopt(
+        ReadCap,
+        need(r.voucherReadCap, "voucher_read_cap"),
+      ),
       voucherSecretKey: need(r.voucherSecretKey, "voucher_secret_key"),
       voucherPublicKey: need(r.voucherPublicKey, "voucher_public_key"),
     };
@@ -1657,7 +1679,7 @@ export class ThinClient implements AsyncDisposable {
   ): Promise<VoucherInductResult> {
     const r = await this.request({
       kind: "voucher_induct",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       voucher,
       voucherPayload,
       whoReply,
@@ -1665,14 +1687,19 @@ export class ThinClient implements AsyncDisposable {
     ThinClient.check(r);
     return {
       displayName: r.displayName,
-      mutatedMessageReadCap: new ReadCap(
+      mutatedMessageReadCap: _adopt(
+        ReadCap,
         need(r.mutatedMessageReadCap, "mutated_message_read_cap"),
       ),
       sealedReply: need(r.sealedReply, "sealed_reply"),
-      voucherWriteCap: new WriteCap(
+      voucherWriteCap: _adopt(
+        WriteCap,
         need(r.voucherWriteCap, "voucher_write_cap"),
       ),
-      voucherReadCap: new ReadCap(need(r.voucherReadCap, "voucher_read_cap")),
+      voucherReadCap: _adopt(
+        ReadCap,
+        need(r.voucherReadCap, "voucher_read_cap"),
+      ),
       salt: need(r.salt, "salt"),
     };
   }
@@ -1700,7 +1727,7 @@ export class ThinClient implements AsyncDisposable {
   ): Promise<VoucherOpenResult> {
     const r = await this.request({
       kind: "voucher_open",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       voucherSecretKey,
       sealedReply,
       messageWriteCap: capBytes(messageWriteCap, WriteCap),
@@ -1709,7 +1736,8 @@ export class ThinClient implements AsyncDisposable {
     return {
       whoReply: need(r.whoReply, "who_reply"),
       salt: need(r.salt, "salt"),
-      mutatedMessageWriteCap: new WriteCap(
+      mutatedMessageWriteCap: _adopt(
+        WriteCap,
         need(r.mutatedMessageWriteCap, "mutated_message_write_cap"),
       ),
     };
@@ -1733,15 +1761,19 @@ export class ThinClient implements AsyncDisposable {
   ): Promise<VoucherStream> {
     const r = await this.request({
       kind: "voucher_derive_stream",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       voucher,
     }, options);
     ThinClient.check(r);
     return {
-      voucherWriteCap: new WriteCap(
+      voucherWriteCap: _adopt(
+        WriteCap,
         need(r.voucherWriteCap, "voucher_write_cap"),
       ),
-      voucherReadCap: new ReadCap(need(r.voucherReadCap, "voucher_read_cap")),
+      voucherReadCap: _adopt(
+        ReadCap,
+        need(r.voucherReadCap, "voucher_read_cap"),
+      ),
     };
   }
 
@@ -1846,9 +1878,10 @@ export class ThinClient implements AsyncDisposable {
    */
   async #letDaemonClose(): Promise<void> {
     const writer = this.#writer;
+    const frames = this.#frameWriter;
     const readEnded = this.#readEnded;
-    if (writer === null || readEnded === null) return;
-    await this.#writeChain;
+    if (writer === null || frames === null || readEnded === null) return;
+    await frames.idle();
     await writer.close().catch(() => {});
     await readEnded;
   }
@@ -1858,6 +1891,7 @@ export class ThinClient implements AsyncDisposable {
     this.#conn = null;
     const writer = this.#writer;
     this.#writer = null;
+    this.#frameWriter = null;
     this.#readEnded = null;
     if (writer !== null) {
       writer.releaseLock();
@@ -1871,18 +1905,42 @@ export class ThinClient implements AsyncDisposable {
     }
   }
 
-  async #write(request: Request): Promise<void> {
-    const frame = encodeFrame(encodeRequest(request));
-    const writer = this.#writer;
-    if (writer === null) {
+  /**
+   * Encodes a request into a frame and queues it on the connection.
+   *
+   * @returns When it has been written.
+   * @throws {RangeError} When the frame is too large.
+   * @throws {ConnectionError} When there is no connection.
+   */
+  #queue(request: Request): Promise<void> {
+    const frame = _sealFrame(_encodeRequest(request, 4));
+    const frames = this.#frameWriter;
+    if (frames === null) {
       throw new ConnectionError(
         `Cannot write to daemon at '${this.#dialer.address}': not connected`,
       );
     }
-    const next = this.#writeChain.then(() => writer.write(frame));
-    this.#writeChain = next.catch(() => {});
+    return frames.write(frame);
+  }
+
+  /**
+   * Queues a request without waiting. A failed write needs no handling here:
+   * the reader notices the broken connection, and pending requests are
+   * re-sent after reconnecting.
+   */
+  #send(request: Request): void {
     try {
-      await next;
+      void this.#queue(request);
+    } catch {
+      // As for a failed write.
+    }
+  }
+
+  /** Queues a request and waits until it has been written. */
+  async #write(request: Request): Promise<void> {
+    const written = this.#queue(request);
+    try {
+      await written;
     } catch (err) {
       throw new ConnectionError(
         `Cannot write to daemon at '${this.#dialer.address}': connection failed`,
@@ -1948,8 +2006,9 @@ export class ThinClient implements AsyncDisposable {
       }
       throw abortReason(hsSignal);
     }
-    const frames = readFrames(conn.readable, this.#maxFrameSize)
-      [Symbol.asyncIterator]();
+    // Bodies are views of the chunks read: each is decoded (its byte strings
+    // copied out) before the next read.
+    const frames = new _FrameReader(conn.readable, this.#maxFrameSize, false);
     const onAbort = (): void => {
       try {
         conn.close();
@@ -1959,9 +2018,9 @@ export class ThinClient implements AsyncDisposable {
     };
     hsSignal.addEventListener("abort", onAbort, { once: true });
     const next = async (): Promise<Response> => {
-      let r: IteratorResult<Uint8Array>;
+      let body: Uint8Array | null;
       try {
-        r = await frames.next();
+        body = await frames.next();
       } catch (err) {
         if (hsSignal.aborted) throw abortReason(hsSignal);
         if (err instanceof ThinClientError) throw err;
@@ -1971,12 +2030,12 @@ export class ThinClient implements AsyncDisposable {
         );
       }
       if (hsSignal.aborted) throw abortReason(hsSignal);
-      if (r.done) {
+      if (body === null) {
         throw new ConnectionError(
           `Cannot complete handshake with daemon at '${this.#dialer.address}': connection closed by the daemon`,
         );
       }
-      return decodeResponse(r.value);
+      return decodeResponse(body);
     };
     try {
       const first = await next();
@@ -2011,7 +2070,7 @@ export class ThinClient implements AsyncDisposable {
       // Install the connection so replies flushed before the token reply are dispatched.
       this.#conn = conn;
       this.#writer = conn.writable.getWriter();
-      this.#writeChain = Promise.resolve();
+      this.#frameWriter = new _FrameWriter(this.#writer);
       this.#sawShutdown = false;
       await this.#write({
         kind: "session_token",
@@ -2036,18 +2095,27 @@ export class ThinClient implements AsyncDisposable {
     }
   }
 
-  async #readLoop(frames: AsyncIterator<Uint8Array>): Promise<void> {
+  async #readLoop(frames: _FrameReader): Promise<void> {
     let error: Error | null = null;
     try {
-      while (true) {
-        const r = await frames.next();
-        if (r.done) break;
+      // Every frame of a chunk is dispatched at once; only an empty reader waits.
+      for (;;) {
+        const body = frames.take();
+        if (body === undefined) {
+          if (!(await frames.fill())) break;
+          continue;
+        }
         // While close()/detach() drain the connection, frames are dropped.
         if (this.#state === "closed") continue;
-        this.#dispatch(decodeResponse(r.value));
+        this.#dispatch(decodeResponse(body));
       }
     } catch (err) {
       error = err instanceof Error ? err : new Error(String(err));
+    }
+    try {
+      frames.release();
+    } catch {
+      // Nothing left to release.
     }
     if (this.#state === "closed") return;
     this.#onDisconnect(error);
@@ -2205,7 +2273,7 @@ export class ThinClient implements AsyncDisposable {
           error: resp.err,
         });
         if (resp.err !== null && resp.surbId !== null) {
-          const key = toHex(resp.surbId);
+          const key = idKey(resp.surbId);
           const w = this.#surbWaiters.get(key);
           if (w !== undefined) {
             this.#surbWaiters.delete(key);
@@ -2229,7 +2297,7 @@ export class ThinClient implements AsyncDisposable {
           errorCode: resp.errorCode,
         });
         if (resp.surbId !== null) {
-          const key = toHex(resp.surbId);
+          const key = idKey(resp.surbId);
           const w = this.#surbWaiters.get(key);
           if (w !== undefined) {
             this.#surbWaiters.delete(key);
@@ -2249,7 +2317,7 @@ export class ThinClient implements AsyncDisposable {
         return;
       default: {
         if (resp.queryId === null) return;
-        const key = toHex(resp.queryId);
+        const key = idKey(resp.queryId);
         if (
           resp.kind === "start_resending_encrypted_message_reply" ||
           resp.kind === "start_resending_copy_command_reply"

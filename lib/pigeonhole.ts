@@ -5,7 +5,12 @@
  * @module
  */
 import type { CallOptions } from "./client.ts";
-import { MessageBoxIndex, type ReadCap, type WriteCap } from "./caps.ts";
+import {
+  _adopt,
+  MessageBoxIndex,
+  type ReadCap,
+  type WriteCap,
+} from "./caps.ts";
 import { PayloadTooLargeError, ProtocolError } from "./errors.ts";
 import type { ResponseOf } from "./protocol.ts";
 
@@ -344,7 +349,8 @@ export function encrypted(
     messageCiphertext: need(r.messageCiphertext, "message_ciphertext"),
     envelopeDescriptor: need(r.envelopeDescriptor, "envelope_descriptor"),
     envelopeHash: need(r.envelopeHash, "envelope_hash"),
-    nextMessageBoxIndex: new MessageBoxIndex(
+    nextMessageBoxIndex: _adopt(
+      MessageBoxIndex,
       need(r.nextMessageBoxIndex, "next_message_box_index"),
     ),
   };

@@ -4,7 +4,10 @@ import type { Conn } from "../lib/conn.ts";
 import { _ioError } from "./_errors.ts";
 import type { _SocketBackend } from "./_runtime.ts";
 
-const READ_SIZE = 64 * 1024;
+/** Reads go into slabs of this size, each chunk a view of its own part. */
+const SLAB_SIZE = 64 * 1024;
+/** A new slab is started when the current one has less room than this. */
+const MIN_READ = 16 * 1024;
 
 /** Wraps a Deno connection into a {@linkcode Conn} driven by read()/write(). */
 export function _wrapDenoConn(conn: Deno.Conn, label: string): Conn {
@@ -18,16 +21,25 @@ export function _wrapDenoConn(conn: Deno.Conn, label: string): Conn {
       // Already closed by Deno: nothing to release.
     }
   };
-  const buffer = new Uint8Array(READ_SIZE);
+  // Chunks are views of a slab that is never written twice: no allocation
+  // and no copy per read, and a chunk stays valid after the next read.
+  let slab = new Uint8Array(SLAB_SIZE);
+  let used = 0;
   const readable = new ReadableStream<Uint8Array>({
     async pull(controller) {
       if (closed) {
         controller.close();
         return;
       }
+      if (SLAB_SIZE - used < MIN_READ) {
+        slab = new Uint8Array(SLAB_SIZE);
+        used = 0;
+      }
+      const start = used;
+      const target = slab;
       let n: number | null;
       try {
-        n = await conn.read(buffer);
+        n = await conn.read(target.subarray(start));
       } catch (err) {
         if (closed) {
           controller.close();
@@ -41,7 +53,8 @@ export function _wrapDenoConn(conn: Deno.Conn, label: string): Conn {
         controller.close();
         return;
       }
-      controller.enqueue(buffer.slice(0, n));
+      used = start + n;
+      controller.enqueue(target.subarray(start, used));
     },
     cancel() {
       close();
