@@ -12,7 +12,14 @@ import { ReplicaError, ReplicaErrorCode } from "../lib/errors.ts";
 import { type CommandEnv, printResult } from "./_env.ts";
 import { CliError, ExitCode, fsReason } from "./_errors.ts";
 import { decodeHeader, type FileHeader, nameProblem } from "./_format.ts";
-import { hashFile, sha256, sha256Of, toHex, writeAllTo } from "./_io.ts";
+import {
+  BufferedWriter,
+  hashFile,
+  sha256,
+  sha256Of,
+  toHex,
+  writeAllTo,
+} from "./_io.ts";
 import { pipelinedRead } from "./_pipeline.ts";
 import { formatBytes } from "./_progress.ts";
 
@@ -256,6 +263,9 @@ async function receive(
     capacity = Math.max(1, box0.length);
   }
 
+  // Boxes are small: write them 64 KiB at a time (flushed before every
+  // checkpoint and at the end).
+  const out = file === null ? null : new BufferedWriter(file);
   const record = (): Record<string, unknown> => ({
     v: 1,
     name: header.name,
@@ -271,6 +281,7 @@ async function receive(
   const checkpoint = async (force: boolean): Promise<void> => {
     if (s.store === null || file === null) return;
     if (!force && env.now() - lastCheckpoint < CHECKPOINT_MS) return;
+    await out!.flush();
     await file.syncData();
     s.store.put(s.key, "receive", record());
     lastCheckpoint = env.now();
@@ -312,7 +323,7 @@ async function receive(
               Math.min(data.length, header.size - bytes),
             );
             hash.update(take);
-            if (file !== null) await writeAllTo(file, take);
+            if (out !== null) await out.write(take);
             else await env.stdout.bytes(take);
             bytes += take.length;
             boxes++;
@@ -363,6 +374,7 @@ async function receive(
     }
     let where = "-";
     if (file !== null) {
+      await out!.flush();
       await file.sync();
       const size = (await file.stat()).size;
       file.close();

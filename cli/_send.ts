@@ -12,10 +12,10 @@ import { type CommandEnv, printResult } from "./_env.ts";
 import { CliError, ExitCode, fsReason } from "./_errors.ts";
 import { encodeHeader, nameProblem, streamLayout } from "./_format.ts";
 import {
+  BlockReader,
   concat,
   hashFile,
   readAll,
-  readAt,
   sha256Of,
   spool,
   toBase64,
@@ -349,6 +349,7 @@ async function sendStream(
       { cause: err },
     );
   }
+  const blocks = new BlockReader(file);
   try {
     const { next } = await pipelinedWrite({
       client,
@@ -362,7 +363,7 @@ async function sendStream(
         const want = layout.length(k);
         let data: Uint8Array;
         try {
-          data = await readAt(file, layout.offset(k), want);
+          data = await blocks.read(layout.offset(k), want);
         } catch (err) {
           throw new CliError(
             ExitCode.Input,

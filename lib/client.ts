@@ -186,6 +186,23 @@ interface Pending {
   request: Request & { queryId: Uint8Array };
   expect: ResponseKind;
   settle: Deferred<Response>;
+  /** Its map key (see idKey). */
+  key: string;
+  /** The caller's signal; while pending, the entry is in that signal's list. */
+  watch: AbortWatch | null;
+  prev: Pending | null;
+  next: Pending | null;
+}
+
+/**
+ * The pending requests one caller's signal aborts, linked through
+ * `Pending.prev/next`: the signal gets one "abort" listener for all of them,
+ * and a request costs no listener, closure or container entry of its own.
+ */
+interface AbortWatch {
+  signal: AbortSignal;
+  head: Pending | null;
+  listener: () => void;
 }
 
 interface Handshake {
@@ -239,10 +256,12 @@ const CAP_FIELDS: readonly (readonly [string, number])[] = [
 
 function checkCapFields(request: Request): void {
   const fields = request as unknown as Record<string, unknown>;
-  for (const [name, length] of CAP_FIELDS) {
-    const value = fields[name];
+  // Indexed, not `for (const [name, length] of …)`: that allocates per field.
+  for (let i = 0; i < CAP_FIELDS.length; i++) {
+    const field = CAP_FIELDS[i]!;
+    const value = fields[field[0]];
     if (value !== null && value !== undefined) {
-      checkLength(name, value as Uint8Array, length);
+      checkLength(field[0], value as Uint8Array, field[1]);
     }
   }
   if (request.kind === "create_courier_envelopes_from_multi_payload") {
@@ -333,6 +352,7 @@ export class ThinClient implements AsyncDisposable {
   >();
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
   readonly #subscribers = new Set<EventQueue>();
+  readonly #watches = new WeakMap<AbortSignal, AbortWatch>();
 
   private constructor(dialer: Dialer, options: ThinClientOptions) {
     this.#dialer = dialer;
@@ -961,26 +981,68 @@ export class ThinClient implements AsyncDisposable {
       request,
       expect: replyKindOf(request.kind),
       settle: deferred<Response>(),
+      key,
+      watch: null,
+      prev: null,
+      next: null,
     };
     this.#pending.set(key, entry);
-    const signal = options.signal;
-    if (signal === undefined) {
-      if (this.isDaemonReachable) this.#send(request);
-      return entry.settle.promise as Promise<
-        ResponseOf<ReplyKindFor<R["kind"]>>
-      >;
-    }
-    const onAbort = (): void => {
-      if (this.#pending.get(key) !== entry) return;
-      this.#pending.delete(key);
-      this.#cancelInDaemon(request);
-      entry.settle.reject(abortReason(signal));
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
+    if (options.signal !== undefined) this.#watch(options.signal, entry);
     if (this.isDaemonReachable) this.#send(request);
-    return entry.settle.promise.finally(() => {
-      signal.removeEventListener("abort", onAbort);
-    }) as Promise<ResponseOf<ReplyKindFor<R["kind"]>>>;
+    return entry.settle.promise as Promise<
+      ResponseOf<ReplyKindFor<R["kind"]>>
+    >;
+  }
+
+  /** Puts a pending request in its signal's list (see AbortWatch). */
+  #watch(signal: AbortSignal, p: Pending): void {
+    let w = this.#watches.get(signal);
+    if (w === undefined) {
+      const watch: AbortWatch = {
+        signal,
+        head: null,
+        listener: () => this.#abortWatched(watch),
+      };
+      w = watch;
+      this.#watches.set(signal, watch);
+      signal.addEventListener("abort", watch.listener, { once: true });
+    }
+    p.watch = w;
+    p.next = w.head;
+    if (w.head !== null) w.head.prev = p;
+    w.head = p;
+  }
+
+  /**
+   * Takes a settled request out of its signal's list, clearing its links so
+   * that no stale pointer keeps younger objects alive in the garbage
+   * collector. The last one out removes the listener: a listener on an
+   * `AbortSignal.timeout()` signal keeps Deno's event loop alive.
+   */
+  #settled(p: Pending): void {
+    const w = p.watch;
+    if (w === null) return;
+    if (p.prev !== null) p.prev.next = p.next;
+    else w.head = p.next;
+    if (p.next !== null) p.next.prev = p.prev;
+    p.watch = p.prev = p.next = null;
+    if (w.head === null) {
+      w.signal.removeEventListener("abort", w.listener);
+      this.#watches.delete(w.signal);
+    }
+  }
+
+  #abortWatched(w: AbortWatch): void {
+    const reason = abortReason(w.signal);
+    const aborted: Pending[] = [];
+    for (let p = w.head; p !== null; p = p.next) aborted.push(p);
+    for (const p of aborted.reverse()) {
+      this.#settled(p);
+      if (this.#pending.get(p.key) !== p) continue;
+      this.#pending.delete(p.key);
+      this.#cancelInDaemon(p.request);
+      p.settle.reject(reason);
+    }
   }
 
   /**
@@ -1862,7 +1924,10 @@ export class ThinClient implements AsyncDisposable {
       this.#timers.clear();
       this.#cancelling.clear();
       const reason = error ?? new ClientClosedError();
-      for (const p of this.#pending.values()) p.settle.reject(reason);
+      for (const p of this.#pending.values()) {
+        this.#settled(p);
+        p.settle.reject(reason);
+      }
       this.#pending.clear();
       for (const w of this.#surbWaiters.values()) w.reject(reason);
       this.#surbWaiters.clear();
@@ -2332,6 +2397,7 @@ export class ThinClient implements AsyncDisposable {
         const p = this.#pending.get(key);
         if (p === undefined || p.expect !== resp.kind) return;
         this.#pending.delete(key);
+        this.#settled(p);
         p.settle.resolve(resp);
       }
     }

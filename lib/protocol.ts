@@ -388,7 +388,12 @@ export function encodeRequest(request: Request): Uint8Array {
 export function _encodeRequest(request: Request, headroom: number): Uint8Array {
   const fields: Record<string, unknown> = {};
   const source = request as unknown as Record<string, unknown>;
-  for (const [tsKey, wireKey] of REQUEST_KEYS[request.kind]) {
+  const keys = REQUEST_KEYS[request.kind];
+  // Indexed loops here and in decodeVariant(): destructuring each entry in a
+  // for-of allocates on every request.
+  for (let i = 0; i < keys.length; i++) {
+    const tsKey = keys[i]![0];
+    const wireKey = keys[i]![1];
     let value = source[tsKey];
     if (OMIT_EMPTY.has(wireKey) && isEmptyValue(value)) continue;
     if (wireKey === "destinations") {
@@ -1064,7 +1069,11 @@ const KINDS: ReadonlySet<string> = new Set(RESPONSE_KINDS);
 function decodeVariant(kind: KnownKind, value: unknown): Response {
   if (!isPlainMap(value)) throw bad(kind, "a map", value);
   const out: Record<string, unknown> = { kind };
-  for (const [tsKey, wireKey, type] of RESPONSE_FIELDS[kind]) {
+  const fields = RESPONSE_FIELDS[kind];
+  for (let i = 0; i < fields.length; i++) {
+    const tsKey = fields[i]![0];
+    const wireKey = fields[i]![1];
+    const type = fields[i]![2];
     const v = value[wireKey];
     const fast = quickField(type, v);
     out[tsKey] = fast !== SLOW

@@ -8,6 +8,7 @@ import type { _SocketBackend } from "./_runtime.ts";
 const SLAB_SIZE = 64 * 1024;
 /** A new slab is started when the current one has less room than this. */
 const MIN_READ = 16 * 1024;
+const WRITE_HIGH_WATER_MARK = 64 * 1024;
 
 /** Wraps a Deno connection into a {@linkcode Conn} driven by read()/write(). */
 export function _wrapDenoConn(conn: Deno.Conn, label: string): Conn {
@@ -60,11 +61,13 @@ export function _wrapDenoConn(conn: Deno.Conn, label: string): Conn {
       close();
     },
   });
+  // A queue of 64 KiB before backpressure, as in _node.ts: with the default
+  // of one chunk every write would flip `ready` (a new promise per write).
   const writable = new WritableStream<Uint8Array>({
     async write(chunk) {
       if (closed) throw _ioError("write to", label);
       try {
-        let offset = 0;
+        let offset = await conn.write(chunk);
         while (offset < chunk.length) {
           offset += await conn.write(chunk.subarray(offset));
         }
@@ -85,6 +88,9 @@ export function _wrapDenoConn(conn: Deno.Conn, label: string): Conn {
     abort() {
       close();
     },
+  }, {
+    highWaterMark: WRITE_HIGH_WATER_MARK,
+    size: (chunk) => chunk.byteLength,
   });
   return { readable, writable, remoteAddress: label, close };
 }
