@@ -245,6 +245,61 @@ export function encodeCbor(value: unknown, headroom: number = 0): Uint8Array {
   return out;
 }
 
+/**
+ * Encodes `{ [variant]: { [entries[0]]: entries[1], [entries[2]]: entries[3],
+ * … } }`, keys in the order given: the shape of every request, without
+ * building the two objects. Bytes equal `encodeCbor()` of those objects.
+ *
+ * @param variant The single key of the outer map.
+ * @param entries Keys and values of the inner map, alternating.
+ * @param headroom Bytes left free (zero) before the item.
+ * @returns The CBOR bytes, after `headroom` zero bytes.
+ */
+export function encodeCborEnvelope(
+  variant: string,
+  entries: readonly unknown[],
+  headroom: number = 0,
+): Uint8Array {
+  const list: unknown[] = [];
+  const outer = encodedKey(variant);
+  let size = 1 + outer.length + headLength(entries.length / 2);
+  try {
+    for (let i = 0; i < entries.length; i += 2) {
+      const key = encodedKey(entries[i] as string);
+      list.push(key);
+      size += key.length + sizeOf(entries[i + 1], list, 2);
+    }
+  } catch (err) {
+    if (err !== UNSUPPORTED) throw err;
+    return encodeCbor(envelopeObject(variant, entries), headroom);
+  }
+  const out = new Uint8Array(headroom + size);
+  out[headroom] = 0xa1;
+  out.set(outer, headroom + 1);
+  let at = writeHead(out, headroom + 1 + outer.length, 5, entries.length / 2);
+  const plan = { list, i: 0 };
+  for (let i = 0; i < entries.length; i += 2) {
+    const key = list[plan.i++] as Uint8Array;
+    out.set(key, at);
+    at = writeValue(out, at + key.length, entries[i + 1], plan);
+  }
+  if (at !== out.length) {
+    return encodeCbor(envelopeObject(variant, entries), headroom);
+  }
+  return out;
+}
+
+function envelopeObject(
+  variant: string,
+  entries: readonly unknown[],
+): Record<string, unknown> {
+  const inner: Record<string, unknown> = {};
+  for (let i = 0; i < entries.length; i += 2) {
+    inner[entries[i] as string] = entries[i + 1];
+  }
+  return { [variant]: inner };
+}
+
 function withHeadroom(bytes: Uint8Array, headroom: number): Uint8Array {
   if (headroom === 0) return bytes;
   const out = new Uint8Array(headroom + bytes.length);

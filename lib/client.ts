@@ -48,9 +48,11 @@ import {
   type ThinClientEvent,
 } from "./events.ts";
 import {
+  type _ChunkSource,
   _FrameReader,
   _FrameWriter,
   _sealFrame,
+  _streamSource,
   MAX_FRAME_SIZE,
 } from "./framing.ts";
 import { blake2b256 } from "./hash.ts";
@@ -276,6 +278,42 @@ function checkCapFields(request: Request): void {
   }
 }
 
+/** How the client writes to a connection. */
+interface Sink {
+  write(chunk: Uint8Array): Promise<void>;
+  /** Ends the sending side (half-close). */
+  closeWrite(): Promise<void>;
+  release(): void;
+}
+
+function hasDirectIo(conn: Conn): boolean {
+  return conn.readChunk !== undefined && conn.writeChunk !== undefined &&
+    conn.closeWrite !== undefined;
+}
+
+/** Reads the connection directly when it can (see Conn.readChunk), else its stream. */
+function connSource(conn: Conn): _ChunkSource {
+  if (!hasDirectIo(conn)) return _streamSource(conn.readable);
+  return { read: () => conn.readChunk!(), release: () => {} };
+}
+
+/** Writes the connection directly when it can, else through its stream. */
+function connSink(conn: Conn): Sink {
+  if (hasDirectIo(conn)) {
+    return {
+      write: (chunk) => conn.writeChunk!(chunk),
+      closeWrite: () => conn.closeWrite!(),
+      release: () => {},
+    };
+  }
+  const writer = conn.writable.getWriter();
+  return {
+    write: (chunk) => writer.write(chunk),
+    closeWrite: () => writer.close(),
+    release: () => writer.releaseLock(),
+  };
+}
+
 /** Waits for `work` to settle, or `ms` milliseconds at most. Never rejects. */
 async function within(work: Promise<unknown>, ms: number): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -325,7 +363,7 @@ export class ThinClient implements AsyncDisposable {
   readonly #maxFrameSize: number;
 
   #conn: Conn | null = null;
-  #writer: WritableStreamDefaultWriter<Uint8Array> | null = null;
+  #sink: Sink | null = null;
   #frameWriter: _FrameWriter | null = null;
   /** Settles when the read loop of the current connection has ended. */
   #readEnded: Promise<void> | null = null;
@@ -1302,7 +1340,9 @@ export class ThinClient implements AsyncDisposable {
         "Cannot start resending: envelope ciphertext or descriptor is empty",
       );
     }
-    const request: Request & { queryId: Uint8Array } = {
+    const request: Request & {
+      kind: "start_resending_encrypted_message";
+    } = {
       kind: "start_resending_encrypted_message",
       queryId: queryId(),
       readCap: isRead ? capBytes(params.readCap!, ReadCap) : null,
@@ -1313,16 +1353,13 @@ export class ThinClient implements AsyncDisposable {
       envelopeDescriptor: params.envelopeDescriptor,
       messageCiphertext: params.messageCiphertext,
       envelopeHash: params.envelopeHash,
-      ...(params.replyIndex === undefined
-        ? {}
-        : { replyIndex: params.replyIndex }),
-      ...(options.noRetryOnBoxIdNotFound
-        ? { noRetryOnBoxIdNotFound: true }
-        : {}),
-      ...(options.noIdempotentBoxAlreadyExists
-        ? { noIdempotentBoxAlreadyExists: true }
-        : {}),
     };
+    // Set one by one: spreading conditional objects builds temporaries.
+    if (params.replyIndex !== undefined) request.replyIndex = params.replyIndex;
+    if (options.noRetryOnBoxIdNotFound) request.noRetryOnBoxIdNotFound = true;
+    if (options.noIdempotentBoxAlreadyExists) {
+      request.noIdempotentBoxAlreadyExists = true;
+    }
     const r = await this.request(request, options) as ResponseOf<
       "start_resending_encrypted_message_reply"
     >;
@@ -1942,25 +1979,23 @@ export class ThinClient implements AsyncDisposable {
    * the daemon is done with this connection before close()/detach() resolve.
    */
   async #letDaemonClose(): Promise<void> {
-    const writer = this.#writer;
+    const sink = this.#sink;
     const frames = this.#frameWriter;
     const readEnded = this.#readEnded;
-    if (writer === null || frames === null || readEnded === null) return;
+    if (sink === null || frames === null || readEnded === null) return;
     await frames.idle();
-    await writer.close().catch(() => {});
+    await sink.closeWrite().catch(() => {});
     await readEnded;
   }
 
   #dropConn(): void {
     const conn = this.#conn;
     this.#conn = null;
-    const writer = this.#writer;
-    this.#writer = null;
+    const sink = this.#sink;
+    this.#sink = null;
     this.#frameWriter = null;
     this.#readEnded = null;
-    if (writer !== null) {
-      writer.releaseLock();
-    }
+    sink?.release();
     if (conn !== null) {
       try {
         conn.close();
@@ -2073,7 +2108,11 @@ export class ThinClient implements AsyncDisposable {
     }
     // Bodies are views of the chunks read: each is decoded (its byte strings
     // copied out) before the next read.
-    const frames = new _FrameReader(conn.readable, this.#maxFrameSize, false);
+    const frames = new _FrameReader(
+      connSource(conn),
+      this.#maxFrameSize,
+      false,
+    );
     const onAbort = (): void => {
       try {
         conn.close();
@@ -2134,8 +2173,9 @@ export class ThinClient implements AsyncDisposable {
       this.#applyDocument(second.payload, this.#document !== null);
       // Install the connection so replies flushed before the token reply are dispatched.
       this.#conn = conn;
-      this.#writer = conn.writable.getWriter();
-      this.#frameWriter = new _FrameWriter(this.#writer);
+      const sink = connSink(conn);
+      this.#sink = sink;
+      this.#frameWriter = new _FrameWriter(sink.write);
       this.#sawShutdown = false;
       await this.#write({
         kind: "session_token",

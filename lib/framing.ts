@@ -204,7 +204,11 @@ export async function* readFrames(
   readable: ReadableStream<Uint8Array>,
   maxFrameSize: number = MAX_FRAME_SIZE,
 ): AsyncGenerator<Uint8Array, void, undefined> {
-  const frames = new _FrameReader(readable, maxFrameSize, true);
+  const frames = new _FrameReader(
+    _streamSource(readable),
+    maxFrameSize,
+    true,
+  );
   try {
     for (;;) {
       const body = frames.take();
@@ -216,31 +220,48 @@ export async function* readFrames(
   }
 }
 
+/** Where a {@linkcode _FrameReader} gets its bytes. */
+export interface _ChunkSource {
+  /** The next chunk, or `null` at the end. */
+  read(): Promise<Uint8Array | null>;
+  /** Lets go of the underlying stream, if any. */
+  release(): void;
+}
+
+/** A {@linkcode _ChunkSource} reading a stream (locked until released). */
+export function _streamSource(
+  readable: ReadableStream<Uint8Array>,
+): _ChunkSource {
+  const reader = readable.getReader();
+  return {
+    read: async () => {
+      const { value, done } = await reader.read();
+      return done ? null : value;
+    },
+    release: () => reader.releaseLock(),
+  };
+}
+
 /**
- * Frame bodies from a byte stream, without an async generator's promise per
+ * Frame bodies from a chunk source, without an async generator's promise per
  * frame: {@linkcode _FrameReader.take} hands out the bodies already read and
  * {@linkcode _FrameReader.fill} reads the next chunk.
  */
 export class _FrameReader {
   readonly #decoder: FrameDecoder;
-  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #source: _ChunkSource;
   readonly #copy: boolean;
   #bodies: Uint8Array[] = [];
   #next = 0;
 
   /**
-   * Locks `readable` until {@linkcode _FrameReader.release}.
-   *
+   * @param source Where the bytes come from; released by {@linkcode _FrameReader.release}.
    * @param copy `false`: a body inside one chunk is a view of that chunk,
    *   for a caller that is done with each body before it reads again.
    */
-  constructor(
-    readable: ReadableStream<Uint8Array>,
-    maxFrameSize: number,
-    copy: boolean,
-  ) {
+  constructor(source: _ChunkSource, maxFrameSize: number, copy: boolean) {
     this.#decoder = new FrameDecoder(maxFrameSize);
-    this.#reader = readable.getReader();
+    this.#source = source;
     this.#copy = copy;
   }
 
@@ -259,8 +280,8 @@ export class _FrameReader {
    * @throws {ProtocolError} On an oversize length or a stream that ends mid-frame.
    */
   async fill(): Promise<boolean> {
-    const { value, done } = await this.#reader.read();
-    if (done) {
+    const value = await this.#source.read();
+    if (value === null) {
       if (this.#decoder.partial) {
         throw new ProtocolError(
           `Cannot read frame: stream ended after ${this.#decoder.partialDescription}`,
@@ -291,9 +312,9 @@ export class _FrameReader {
     }
   }
 
-  /** Unlocks the stream. */
+  /** Releases the source. */
   release(): void {
-    this.#reader.releaseLock();
+    this.#source.release();
   }
 }
 
@@ -308,13 +329,13 @@ const BATCH_BYTES = 64 * 1024;
  * wake-up of the daemon) per batch instead of one per frame.
  */
 export class _FrameWriter {
-  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #write: (chunk: Uint8Array) => Promise<void>;
   #queue: Uint8Array[] = [];
   #flushing: Promise<void> | null = null;
 
-  /** @param writer The connection's writer. */
-  constructor(writer: WritableStreamDefaultWriter<Uint8Array>) {
-    this.#writer = writer;
+  /** @param write Writes one chunk to the connection. */
+  constructor(write: (chunk: Uint8Array) => Promise<void>) {
+    this.#write = write;
   }
 
   /**
@@ -343,7 +364,7 @@ export class _FrameWriter {
   async #flush(): Promise<void> {
     try {
       while (this.#queue.length > 0) {
-        await this.#writer.write(this.#batch());
+        await this.#write(this.#batch());
       }
     } catch (err) {
       this.#queue = [];

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { decodeCbor, decodeCborVariant, encodeCbor } from "./cbor.ts";
+import { decodeCbor, decodeCborVariant, encodeCborEnvelope } from "./cbor.ts";
 import { ProtocolError } from "./errors.ts";
 
 /** Byte length of query ids, SURB ids, message ids and instance tokens. */
@@ -386,11 +386,12 @@ export function encodeRequest(request: Request): Uint8Array {
  * where the client writes the frame's length prefix (no second copy).
  */
 export function _encodeRequest(request: Request, headroom: number): Uint8Array {
-  const fields: Record<string, unknown> = {};
   const source = request as unknown as Record<string, unknown>;
   const keys = REQUEST_KEYS[request.kind];
-  // Indexed loops here and in decodeVariant(): destructuring each entry in a
-  // for-of allocates on every request.
+  // Wire keys and values, alternating. Indexed loops: destructuring each
+  // table entry in a for-of allocates on every request.
+  const entries: unknown[] = new Array(keys.length * 2);
+  let n = 0;
   for (let i = 0; i < keys.length; i++) {
     const tsKey = keys[i]![0];
     const wireKey = keys[i]![1];
@@ -403,9 +404,11 @@ export function _encodeRequest(request: Request, headroom: number): Uint8Array {
         start_index: d.startIndex,
       }));
     }
-    fields[wireKey] = value === undefined ? null : value;
+    entries[n++] = wireKey;
+    entries[n++] = value === undefined ? null : value;
   }
-  return encodeCbor({ [request.kind]: fields }, headroom);
+  entries.length = n;
+  return encodeCborEnvelope(request.kind, entries, headroom);
 }
 
 // ---------------------------------------------------------------------------

@@ -2,7 +2,12 @@
 // give exactly cborg's bytes, values and failures.
 import assert from "node:assert/strict";
 import { decode, encode } from "cborg";
-import { decodeCbor, decodeCborVariant, encodeCbor } from "../lib/cbor.ts";
+import {
+  decodeCbor,
+  decodeCborVariant,
+  encodeCbor,
+  encodeCborEnvelope,
+} from "../lib/cbor.ts";
 
 const KEEP_ORDER = { mapSorter: (): number => 0 };
 
@@ -302,4 +307,24 @@ Deno.test("decodeCborVariant() returns the one set entry of a union map", () => 
     key: "b",
     value: { c: 1 },
   });
+});
+
+Deno.test("encodeCborEnvelope() gives encodeCbor()'s bytes for the same maps", () => {
+  const r = rng(31);
+  for (let i = 0; i < 2000; i++) {
+    const entries: unknown[] = [];
+    const inner: Record<string, unknown> = {};
+    const n = Math.floor(r() * 8);
+    for (let k = 0; k < n; k++) {
+      const key = `field_${k}`;
+      const value = randomValue(r, 1);
+      entries.push(key, value);
+      inner[key] = value;
+    }
+    const headroom = i % 2 === 0 ? 0 : 4;
+    assert.deepEqual(
+      plain(encodeCborEnvelope("some_request", entries, headroom)),
+      plain(encodeCbor({ "some_request": inner }, headroom)),
+    );
+  }
 });
