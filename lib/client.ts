@@ -5,7 +5,7 @@
  * @module
  */
 import { idKey, randomBytes, randomIdView, toHex } from "./_bytes.ts";
-import { type Deferred, deferred } from "./_deferred.ts";
+import { type Deferred, deferred, deferredUnmarked } from "./_deferred.ts";
 import type { Conn, Dialer } from "./conn.ts";
 import { _adopt, MessageBoxIndex, ReadCap, WriteCap } from "./caps.ts";
 import {
@@ -1018,7 +1018,8 @@ export class ThinClient implements AsyncDisposable {
     const entry: Pending = {
       request,
       expect: replyKindOf(request.kind),
-      settle: deferred<Response>(),
+      // Returned below, and every caller awaits it: no need to mark it handled.
+      settle: deferredUnmarked<Response>(),
       key,
       watch: null,
       prev: null,
