@@ -6,10 +6,13 @@
 # one after the other against the SAME kpclientd, in one run.
 #
 #   bash bench/overhead_bench.sh [--seconds S] [--conc "1 16"] [--rounds N] [--address HOST:PORT]
+#                                [--clients "ts py rs rs-nodelay"]
 #
-# With --rounds N the four clients run N times, the order rotated each round
+# With --rounds N the clients run N times, the order rotated each round
 # (ts py rs rs+nodelay, then py rs rs+nodelay ts, ...), and the table shows
-# the median requests/s with the min-max in brackets.
+# the median requests/s with the min-max in brackets. --clients runs only
+# some of them (e.g. "ts rs-nodelay": more rounds in the same time, each
+# pair close together on a busy machine).
 #
 # Without --address it starts its own OFFLINE kpclientd (no mixnet behind it)
 # on 127.0.0.1:64340: the binary built by scripts/mixnet/install.sh, with a
@@ -40,8 +43,10 @@ SECONDS_PER_CASE=5
 CONC="1 16"
 ADDRESS=""
 ROUNDS=1
+CLIENTS="ts py rs rs-nodelay"
 while [[ $# -gt 0 ]]; do
   case "$1" in
+    --clients) CLIENTS="$2"; shift 2 ;;
     --seconds) SECONDS_PER_CASE="$2"; shift 2 ;;
     --conc) CONC="$2"; shift 2 ;;
     --address) ADDRESS="$2"; shift 2 ;;
@@ -142,7 +147,7 @@ run_client() {
     rs-nodelay) "$RS_ND_BIN" "$TOML" "$SECONDS_PER_CASE" $CONC ;;
   esac
 }
-ORDER=(ts py rs rs-nodelay)
+read -r -a ORDER <<<"$CLIENTS"
 for r in $(seq 1 "$ROUNDS"); do
   echo "round $r: ${ORDER[*]}" >&2
   for c in "${ORDER[@]}"; do
@@ -172,4 +177,20 @@ print("| operation | in flight | " + " | ".join(names) + " |")
 print("| --- | ---: | " + " | ".join("---:" for _ in names) + " |")
 for op, c in keys:
     print(f"| {op} | {c} | " + " | ".join(cell(cl, op, c) for cl in clients) + " |")
+# Ours against Rust+nodelay, round by round (the two ran close together).
+def val(cl, op, c, r):
+    v = [x["ops_per_s"] for x in rows if x["client"] == cl and x["op"] == op and x["concurrency"] == c and x["round"] == r]
+    return v[0] if v else None
+pairs = False
+for op, c in keys:
+    ratios = []
+    for r in sorted({x["round"] for x in rows}):
+        a, b = val("ts", op, c, r), val("rust+nodelay", op, c, r)
+        if a and b: ratios.append(a / b)
+    if ratios:
+        if not pairs:
+            print()
+            print("ours / Rust+nodelay, per round (median):")
+            pairs = True
+        print(f"  {op} in flight {c}: " + " ".join(f"{x:.2f}" for x in ratios) + f"  ({statistics.median(ratios):.2f})")
 EOF

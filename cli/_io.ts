@@ -132,6 +132,90 @@ export async function readAt(
   return at === length ? buf : buf.subarray(0, at);
 }
 
+const BLOCK_SIZE = 64 * 1024;
+
+/**
+ * Reads ranges of an open file a block at a time (64 KiB): one read for many
+ * boxes, each range a view of its block. A block is never reused, so a view
+ * stays valid while a box is in flight.
+ */
+export class BlockReader {
+  readonly #file: Deno.FsFile;
+  #block: Uint8Array = new Uint8Array(0);
+  #start = 0;
+
+  /** @param file The open file. */
+  constructor(file: Deno.FsFile) {
+    this.#file = file;
+  }
+
+  /**
+   * Reads `length` bytes at `offset` (fewer at the end of the file).
+   *
+   * @returns A view of the block holding them.
+   */
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    const at = offset - this.#start;
+    if (at < 0 || at + length > this.#block.length) {
+      this.#block = await readAt(
+        this.#file,
+        offset,
+        Math.max(BLOCK_SIZE, length),
+      );
+      this.#start = offset;
+      return this.#block.subarray(0, Math.min(length, this.#block.length));
+    }
+    return this.#block.subarray(at, at + length);
+  }
+}
+
+/**
+ * Writes to an open file through a 64 KiB buffer: one write for many boxes.
+ * Call {@linkcode BufferedWriter.flush} before syncing or closing the file.
+ */
+export class BufferedWriter {
+  readonly #file: Deno.FsFile;
+  readonly #buffer = new Uint8Array(BLOCK_SIZE);
+  #used = 0;
+  /** The first write error: buffered bytes are then lost, so every later call throws it. */
+  #failed: { error: unknown } | null = null;
+
+  /** @param file The open file, positioned where the bytes go. */
+  constructor(file: Deno.FsFile) {
+    this.#file = file;
+  }
+
+  /** Appends bytes (written once the buffer is full). */
+  async write(bytes: Uint8Array): Promise<void> {
+    if (this.#failed !== null) throw this.#failed.error;
+    if (this.#used + bytes.length > this.#buffer.length) await this.flush();
+    if (bytes.length >= this.#buffer.length) {
+      await this.#writeAll(bytes);
+      return;
+    }
+    this.#buffer.set(bytes, this.#used);
+    this.#used += bytes.length;
+  }
+
+  /** Writes what is buffered. */
+  async flush(): Promise<void> {
+    if (this.#failed !== null) throw this.#failed.error;
+    if (this.#used === 0) return;
+    const n = this.#used;
+    this.#used = 0;
+    await this.#writeAll(this.#buffer.subarray(0, n));
+  }
+
+  async #writeAll(bytes: Uint8Array): Promise<void> {
+    try {
+      await writeAllTo(this.#file, bytes);
+    } catch (err) {
+      this.#failed = { error: err };
+      throw err;
+    }
+  }
+}
+
 /** Hashes a file's first `length` bytes (all when omitted) by streaming it, into `into` when given. */
 export async function hashFile(
   path: string,

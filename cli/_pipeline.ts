@@ -62,7 +62,18 @@ export async function pipelinedWrite(
   const { client, writeCap, cursor } = o;
   const ctl = new AbortController();
   const signal = AbortSignal.any([o.signal, ctl.signal]);
-  const inflight = new Map<number, Promise<void>>();
+  // Boxes in flight, and who waits for one to finish (one promise per wait,
+  // not a race over every box in flight).
+  let active = 0;
+  let wake: (() => void) | null = null;
+  const finished = (): void => {
+    active--;
+    const w = wake;
+    wake = null;
+    w?.();
+  };
+  const someFinished = (): Promise<void> =>
+    new Promise<void>((resolve) => wake = resolve);
   const indices = new Map<number, MessageBoxIndex>();
   let failure: { error: unknown } | null = null;
   const fail = (error: unknown): void => {
@@ -93,7 +104,7 @@ export async function pipelinedWrite(
         indices.set(k, index);
         continue;
       }
-      while (inflight.size >= o.window) await Promise.race(inflight.values());
+      while (active >= o.window) await someFinished();
       if (failure !== null) break;
       const data = await o.payload(k);
       const env = await client.encryptWrite(data, writeCap, index, { signal });
@@ -102,7 +113,8 @@ export async function pipelinedWrite(
       if (box === o.count - 1) last = index;
       const confirm = o.confirm === "all" || (o.confirm === "first" && first);
       first = false;
-      const p = client.startResendingEncryptedMessage({ writeCap, ...env }, {
+      active++;
+      client.startResendingEncryptedMessage({ writeCap, ...env }, {
         signal,
         noIdempotentBoxAlreadyExists: confirm,
       }).then(() => {
@@ -111,8 +123,11 @@ export async function pipelinedWrite(
         } catch (err) {
           fail(err);
         }
-      }, fail).finally(() => inflight.delete(box));
-      inflight.set(box, p);
+        finished();
+      }, (err) => {
+        fail(err);
+        finished();
+      });
       index = env.nextMessageBoxIndex;
       k++;
       indices.set(k, index);
@@ -120,7 +135,7 @@ export async function pipelinedWrite(
   } catch (err) {
     fail(err);
   }
-  await Promise.allSettled(inflight.values());
+  while (active > 0) await someFinished();
   if (failure !== null) throw (failure as { error: unknown }).error;
   return { next: index, last };
 }

@@ -50,6 +50,9 @@ const BAR = 24;
 const TTY_INTERVAL_MS = 100;
 const JSON_INTERVAL_MS = 500;
 const RATE_WINDOW_MS = 10_000;
+/** The rate's history keeps one sample per this many milliseconds at most. */
+const SAMPLE_STEP_MS = 100;
+const HISTORY = Math.ceil(RATE_WINDOW_MS / SAMPLE_STEP_MS) + 2;
 /** Plain-line mode prints at every quarter (and at phase changes). */
 const LINE_STEPS = 4;
 /** Phases without a size get a description instead of a bar. */
@@ -63,7 +66,15 @@ export class Progress {
   readonly #write: (text: string) => void;
   readonly #mode: ProgressMode;
   readonly #now: () => number;
-  readonly #samples: Array<{ t: number; bytes: number }> = [];
+  // Ring of past samples (time, bytes), at least SAMPLE_STEP_MS apart, so a
+  // transfer of any length keeps a fixed few numbers and allocates nothing
+  // per update; the latest sample is kept apart.
+  readonly #times = new Float64Array(HISTORY);
+  readonly #bytes = new Float64Array(HISTORY);
+  #first = 0;
+  #count = 0;
+  #latestT = 0;
+  #latestBytes = 0;
   #lastDraw = -Infinity;
   #lastPhase = "";
   #lastDecile = -1;
@@ -87,23 +98,40 @@ export class Progress {
 
   /** Bytes per second over the last few seconds (0 when unknown). */
   rate(): number {
-    const s = this.#samples;
-    if (s.length < 2) return 0;
-    const a = s[0]!;
-    const b = s[s.length - 1]!;
-    const dt = (b.t - a.t) / 1000;
-    return dt > 0 ? (b.bytes - a.bytes) / dt : 0;
+    if (this.#count === 0) return 0;
+    const dt = (this.#latestT - this.#times[this.#first]!) / 1000;
+    return dt > 0 ? (this.#latestBytes - this.#bytes[this.#first]!) / dt : 0;
+  }
+
+  #sample(t: number, bytes: number, restart: boolean): void {
+    if (restart) this.#count = 0;
+    this.#latestT = t;
+    this.#latestBytes = bytes;
+    const last = (this.#first + this.#count - 1) % HISTORY;
+    if (this.#count > 0 && t - this.#times[last]! < SAMPLE_STEP_MS) return;
+    if (this.#count === HISTORY) {
+      this.#first = (this.#first + 1) % HISTORY;
+      this.#count--;
+    }
+    const at = (this.#first + this.#count) % HISTORY;
+    this.#times[at] = t;
+    this.#bytes[at] = bytes;
+    this.#count++;
+    // Forget samples older than the window, keeping one besides this one
+    // to measure from.
+    while (
+      this.#count > 2 && t - this.#times[this.#first]! > RATE_WINDOW_MS
+    ) {
+      this.#first = (this.#first + 1) % HISTORY;
+      this.#count--;
+    }
   }
 
   /** Takes a sample and redraws when due. */
   update(u: ProgressUpdate): void {
     const t = this.#now();
     const phaseChanged = u.phase !== this.#lastPhase;
-    if (phaseChanged) this.#samples.length = 0;
-    this.#samples.push({ t, bytes: u.bytes });
-    while (
-      this.#samples.length > 2 && t - this.#samples[0]!.t > RATE_WINDOW_MS
-    ) this.#samples.shift();
+    this.#sample(t, u.bytes, phaseChanged);
     this.#last = u;
     const complete = u.totalBytes > 0 && u.bytes >= u.totalBytes;
     switch (this.#mode) {

@@ -12,7 +12,14 @@ import { ReplicaError, ReplicaErrorCode } from "../lib/errors.ts";
 import { type CommandEnv, printResult } from "./_env.ts";
 import { CliError, ExitCode, fsReason } from "./_errors.ts";
 import { decodeHeader, type FileHeader, nameProblem } from "./_format.ts";
-import { hashFile, sha256, sha256Of, toHex, writeAllTo } from "./_io.ts";
+import {
+  BufferedWriter,
+  hashFile,
+  sha256,
+  sha256Of,
+  toHex,
+  writeAllTo,
+} from "./_io.ts";
 import { type FieldRule, recordFits } from "./_state.ts";
 import { pipelinedRead } from "./_pipeline.ts";
 import { formatBytes } from "./_progress.ts";
@@ -211,10 +218,13 @@ async function receive(
   let next: MessageBoxIndex;
   let capacity: number;
   const resumed = s.stored !== undefined;
+  /** Buffers writes to the part file once the first box is written. */
+  let out: BufferedWriter | null = null;
   /** Writes received bytes to the part file or stdout. */
   const emit = async (data: Uint8Array): Promise<void> => {
     try {
-      if (file !== null) await writeAllTo(file, data);
+      if (out !== null) await out.write(data);
+      else if (file !== null) await writeAllTo(file, data);
       else await env.stdout.bytes(data);
     } catch (err) {
       throw writeFailed(
@@ -335,6 +345,9 @@ async function receive(
     capacity = Math.max(1, box0.length);
   }
 
+  // Boxes are small: write them 64 KiB at a time (flushed before every
+  // checkpoint and at the end).
+  out = file === null ? null : new BufferedWriter(file);
   const record = (): Record<string, unknown> => ({
     v: 1,
     name: header.name,
@@ -351,6 +364,7 @@ async function receive(
     if (s.store === null || file === null) return;
     if (!force && env.now() - lastCheckpoint < CHECKPOINT_MS) return;
     try {
+      await out!.flush();
       await file.syncData();
     } catch (err) {
       throw writeFailed(`'${part}'`, bytes, err);
@@ -446,6 +460,7 @@ async function receive(
     let where = "-";
     if (file !== null) {
       try {
+        await out!.flush();
         await file.sync();
       } catch (err) {
         throw writeFailed(`'${part}'`, bytes, err);

@@ -13,10 +13,10 @@ import { CliError, ExitCode, fsReason } from "./_errors.ts";
 import { type FieldRule, recordFits } from "./_state.ts";
 import { encodeHeader, nameProblem, streamLayout } from "./_format.ts";
 import {
+  BlockReader,
   concat,
   hashFile,
   readAll,
-  readAt,
   sha256Of,
   spool,
   toBase64,
@@ -391,6 +391,7 @@ async function sendStream(
       { cause: err },
     );
   }
+  const blocks = new BlockReader(file);
   try {
     const { next } = await pipelinedWrite({
       client,
@@ -404,7 +405,7 @@ async function sendStream(
         const want = layout.length(k);
         let data: Uint8Array;
         try {
-          data = await readAt(file, layout.offset(k), want);
+          data = await blocks.read(layout.offset(k), want);
         } catch (err) {
           throw new CliError(
             ExitCode.Input,

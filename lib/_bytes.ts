@@ -5,6 +5,51 @@ export function randomBytes(length: number): Uint8Array {
   return out;
 }
 
+const POOL_BYTES = 4096;
+let pool = new Uint8Array(0);
+let poolAt = 0;
+
+/**
+ * Fresh random bytes for ids, as a view of a buffer filled from the platform
+ * CSPRNG a few KiB at a time (one `getRandomValues` call per 256 ids). No
+ * part of a buffer is handed out twice, and a used buffer is never refilled.
+ */
+export function randomIdView(length: number): Uint8Array {
+  if (poolAt + length > pool.length) {
+    pool = new Uint8Array(Math.max(POOL_BYTES, length));
+    crypto.getRandomValues(pool);
+    poolAt = 0;
+  }
+  poolAt += length;
+  return pool.subarray(poolAt - length, poolAt);
+}
+
+/**
+ * A short Map key for an id: one character per byte for 16-byte ids (one
+ * allocation), lower-case hex otherwise.
+ */
+export function idKey(id: Uint8Array): string {
+  if (id.length !== 16) return toHex(id);
+  return String.fromCharCode(
+    id[0]!,
+    id[1]!,
+    id[2]!,
+    id[3]!,
+    id[4]!,
+    id[5]!,
+    id[6]!,
+    id[7]!,
+    id[8]!,
+    id[9]!,
+    id[10]!,
+    id[11]!,
+    id[12]!,
+    id[13]!,
+    id[14]!,
+    id[15]!,
+  );
+}
+
 const HEX = Array.from(
   { length: 256 },
   (_, i) => i.toString(16).padStart(2, "0"),

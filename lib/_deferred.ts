@@ -13,12 +13,22 @@ export interface Deferred<T> {
  * rejection.
  */
 export function deferred<T>(): Deferred<T> {
+  const d = deferredUnmarked<T>();
+  d.promise.catch(() => {});
+  return d;
+}
+
+/**
+ * A {@linkcode Deferred} whose promise is not marked handled, for one that
+ * is handed to its owner at once (who awaits it or passes it on): a
+ * rejection shows up there, and no extra promise is made per call.
+ */
+export function deferredUnmarked<T>(): Deferred<T> {
   let resolve!: (value: T) => void;
   let reject!: (reason: unknown) => void;
   const promise = new Promise<T>((res, rej) => {
     resolve = res;
     reject = rej;
   });
-  promise.catch(() => {});
   return { promise, resolve, reject };
 }

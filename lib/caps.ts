@@ -9,6 +9,9 @@
 import { bytesEqual, fromBase64Url, toBase64Url } from "./_bytes.ts";
 import { blake2b256 } from "./hash.ts";
 
+/** Set while {@linkcode _adopt} builds a wrapper around bytes it owns. */
+let adopting = false;
+
 function check(what: string, bytes: Uint8Array, length: number): Uint8Array {
   if (!(bytes instanceof Uint8Array)) {
     throw new TypeError(`Cannot build ${what}: expected a Uint8Array`);
@@ -18,7 +21,23 @@ function check(what: string, bytes: Uint8Array, length: number): Uint8Array {
       `Cannot build ${what}: length ${bytes.length} is not ${length} bytes`,
     );
   }
-  return bytes.slice();
+  return adopting ? bytes : bytes.slice();
+}
+
+/**
+ * Builds a wrapper around bytes nobody else holds (a field of a reply just
+ * decoded), without the defensive copy the public constructors make.
+ */
+export function _adopt<T>(
+  type: new (bytes: Uint8Array) => T,
+  bytes: Uint8Array,
+): T {
+  adopting = true;
+  try {
+    return new type(bytes);
+  } finally {
+    adopting = false;
+  }
 }
 
 /**

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { randomBytes, toHex } from "./_bytes.ts";
-import { type Deferred, deferred } from "./_deferred.ts";
+import { idKey, randomBytes, randomIdView, toHex } from "./_bytes.ts";
+import { type Deferred, deferred, deferredUnmarked } from "./_deferred.ts";
 import type { Conn, Dialer } from "./conn.ts";
 import { MessageBoxIndex, ReadCap, WriteCap } from "./caps.ts";
 import {
@@ -49,11 +49,14 @@ import {
   type ThinClientEvent,
 } from "./events.ts";
 import {
-  encodeFrame,
+  type _ChunkSource,
+  _FrameReader,
+  _FrameWriter,
+  _sealFrame,
+  _streamSource,
   FrameDecoder,
   HANDSHAKE_MAX_FRAME_SIZE,
   MAX_FRAME_SIZE,
-  readFrames,
 } from "./framing.ts";
 import { blake2b256 } from "./hash.ts";
 import {
@@ -63,9 +66,9 @@ import {
   type ServiceDescriptor,
 } from "./pki.ts";
 import {
+  _encodeRequest,
   decodeFrameBody,
   type DirectoryAuthority,
-  encodeRequest,
   HASH_LENGTH,
   ID_LENGTH,
   type PigeonholeGeometry,
@@ -196,10 +199,27 @@ interface Pending {
   request: Request & { queryId: Uint8Array };
   expect: ResponseKind;
   settle: Deferred<Response>;
+  /** Its map key (see idKey). */
+  key: string;
+  /** The caller's signal; while pending, the entry is in that signal's list. */
+  watch: AbortWatch | null;
+  prev: Pending | null;
+  next: Pending | null;
+}
+
+/**
+ * The pending requests one caller's signal aborts, linked through
+ * `Pending.prev/next`: the signal gets one "abort" listener for all of them,
+ * and a request costs no listener, closure or container entry of its own.
+ */
+interface AbortWatch {
+  signal: AbortSignal;
+  head: Pending | null;
+  listener: () => void;
 }
 
 interface Handshake {
-  frames: AsyncIterator<Uint8Array>;
+  frames: _FrameReader;
   resumed: boolean;
   appId: Uint8Array;
 }
@@ -214,6 +234,11 @@ const CANCEL_MAX_ATTEMPTS = 30;
  * have its new connection unregistered and its replies queued for nobody.
  */
 const DAEMON_CLOSE_WAIT_MS = 2000;
+
+/** The query id of a request the client builds itself (no copy needed). */
+function queryId(): Uint8Array {
+  return randomIdView(ID_LENGTH);
+}
 
 function replyKindOf(kind: RequestKind): ResponseKind {
   return `${kind}_reply` as ResponseKind;
@@ -253,10 +278,12 @@ const CAP_FIELDS: readonly (readonly [string, number])[] = [
 
 function checkCapFields(request: Request): void {
   const fields = request as unknown as Record<string, unknown>;
-  for (const [name, length] of CAP_FIELDS) {
-    const value = fields[name];
+  // Indexed, not `for (const [name, length] of …)`: that allocates per field.
+  for (let i = 0; i < CAP_FIELDS.length; i++) {
+    const field = CAP_FIELDS[i]!;
+    const value = fields[field[0]];
     if (value !== null && value !== undefined) {
-      checkLength(name, value as Uint8Array, length);
+      checkLength(field[0], value as Uint8Array, field[1]);
     }
   }
   if (request.kind === "create_courier_envelopes_from_multi_payload") {
@@ -269,6 +296,42 @@ function checkCapFields(request: Request): void {
       );
     }
   }
+}
+
+/** How the client writes to a connection. */
+interface Sink {
+  write(chunk: Uint8Array): Promise<void>;
+  /** Ends the sending side (half-close). */
+  closeWrite(): Promise<void>;
+  release(): void;
+}
+
+function hasDirectIo(conn: Conn): boolean {
+  return conn.readChunk !== undefined && conn.writeChunk !== undefined &&
+    conn.closeWrite !== undefined;
+}
+
+/** Reads the connection directly when it can (see Conn.readChunk), else its stream. */
+function connSource(conn: Conn): _ChunkSource {
+  if (!hasDirectIo(conn)) return _streamSource(conn.readable);
+  return { read: () => conn.readChunk!(), release: () => {} };
+}
+
+/** Writes the connection directly when it can, else through its stream. */
+function connSink(conn: Conn): Sink {
+  if (hasDirectIo(conn)) {
+    return {
+      write: (chunk) => conn.writeChunk!(chunk),
+      closeWrite: () => conn.closeWrite!(),
+      release: () => {},
+    };
+  }
+  const writer = conn.writable.getWriter();
+  return {
+    write: (chunk) => writer.write(chunk),
+    closeWrite: () => writer.close(),
+    release: () => writer.releaseLock(),
+  };
 }
 
 /** Waits for `work` to settle, or `ms` milliseconds at most. Never rejects. */
@@ -321,8 +384,8 @@ export class ThinClient implements AsyncDisposable {
   readonly #handshakeMaxFrameSize: number;
 
   #conn: Conn | null = null;
-  #writer: WritableStreamDefaultWriter<Uint8Array> | null = null;
-  #writeChain: Promise<void> = Promise.resolve();
+  #sink: Sink | null = null;
+  #frameWriter: _FrameWriter | null = null;
   /** Settles when the read loop of the current connection has ended. */
   #readEnded: Promise<void> | null = null;
   #state: "connected" | "reconnecting" | "closed" = "connected";
@@ -348,6 +411,7 @@ export class ThinClient implements AsyncDisposable {
   >();
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
   readonly #subscribers = new Set<EventQueue>();
+  readonly #watches = new WeakMap<AbortSignal, AbortWatch>();
 
   private constructor(dialer: Dialer, options: ThinClientOptions) {
     this.#dialer = dialer;
@@ -682,7 +746,7 @@ export class ThinClient implements AsyncDisposable {
       );
     }
     const reply = await this.request(
-      { kind: "get_pki_document", queryId: this.newQueryId(), epoch },
+      { kind: "get_pki_document", queryId: queryId(), epoch },
       options,
     );
     ThinClient.check(reply);
@@ -705,7 +769,7 @@ export class ThinClient implements AsyncDisposable {
     options: CallOptions = {},
   ): Promise<DirectoryAuthority[]> {
     const reply = await this.request(
-      { kind: "get_directory_authorities", queryId: this.newQueryId() },
+      { kind: "get_directory_authorities", queryId: queryId() },
       options,
     );
     ThinClient.check(reply);
@@ -754,7 +818,7 @@ export class ThinClient implements AsyncDisposable {
    * ```
    */
   newQueryId(): Uint8Array {
-    return randomBytes(ID_LENGTH);
+    return randomIdView(ID_LENGTH).slice();
   }
 
   // -------------------------------------------------------------------------
@@ -909,7 +973,7 @@ export class ThinClient implements AsyncDisposable {
     options.signal?.throwIfAborted();
     this.#checkSend(payload, destinationIdHash, recipientQueueId);
     const surbId = this.newSurbId();
-    const key = toHex(surbId);
+    const key = idKey(surbId);
     const waiter = deferred<Uint8Array>();
     this.#surbWaiters.set(key, waiter);
     const signal = options.signal;
@@ -972,36 +1036,83 @@ export class ThinClient implements AsyncDisposable {
     } catch (err) {
       return Promise.reject(err);
     }
-    const key = toHex(request.queryId);
+    const key = idKey(request.queryId);
     if (this.#pending.has(key)) {
       return Promise.reject(
         new RangeError(
-          `Cannot send request: queryId '${key}' is already in use`,
+          `Cannot send request: queryId '${
+            toHex(request.queryId)
+          }' is already in use`,
         ),
       );
     }
     const entry: Pending = {
       request,
       expect: replyKindOf(request.kind),
-      settle: deferred<Response>(),
+      // Returned below, and every caller awaits it: no need to mark it handled.
+      settle: deferredUnmarked<Response>(),
+      key,
+      watch: null,
+      prev: null,
+      next: null,
     };
     this.#pending.set(key, entry);
-    const signal = options.signal;
-    const onAbort = (): void => {
-      if (this.#pending.get(key) !== entry) return;
-      this.#pending.delete(key);
-      this.#cancelInDaemon(request);
-      entry.settle.reject(abortReason(signal!));
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-    if (this.isDaemonReachable) {
-      this.#write(request).catch(() => {
-        // The reader notices the broken connection; the request is re-sent after reconnecting.
-      });
+    if (options.signal !== undefined) this.#watch(options.signal, entry);
+    if (this.isDaemonReachable) this.#send(request);
+    return entry.settle.promise as Promise<
+      ResponseOf<ReplyKindFor<R["kind"]>>
+    >;
+  }
+
+  /** Puts a pending request in its signal's list (see AbortWatch). */
+  #watch(signal: AbortSignal, p: Pending): void {
+    let w = this.#watches.get(signal);
+    if (w === undefined) {
+      const watch: AbortWatch = {
+        signal,
+        head: null,
+        listener: () => this.#abortWatched(watch),
+      };
+      w = watch;
+      this.#watches.set(signal, watch);
+      signal.addEventListener("abort", watch.listener, { once: true });
     }
-    return entry.settle.promise.finally(() => {
-      signal?.removeEventListener("abort", onAbort);
-    }) as Promise<ResponseOf<ReplyKindFor<R["kind"]>>>;
+    p.watch = w;
+    p.next = w.head;
+    if (w.head !== null) w.head.prev = p;
+    w.head = p;
+  }
+
+  /**
+   * Takes a settled request out of its signal's list, clearing its links so
+   * that no stale pointer keeps younger objects alive in the garbage
+   * collector. The last one out removes the listener: a listener on an
+   * `AbortSignal.timeout()` signal keeps Deno's event loop alive.
+   */
+  #settled(p: Pending): void {
+    const w = p.watch;
+    if (w === null) return;
+    if (p.prev !== null) p.prev.next = p.next;
+    else w.head = p.next;
+    if (p.next !== null) p.next.prev = p.prev;
+    p.watch = p.prev = p.next = null;
+    if (w.head === null) {
+      w.signal.removeEventListener("abort", w.listener);
+      this.#watches.delete(w.signal);
+    }
+  }
+
+  #abortWatched(w: AbortWatch): void {
+    const reason = abortReason(w.signal);
+    const aborted: Pending[] = [];
+    for (let p = w.head; p !== null; p = p.next) aborted.push(p);
+    for (const p of aborted.reverse()) {
+      this.#settled(p);
+      if (this.#pending.get(p.key) !== p) continue;
+      this.#pending.delete(p.key);
+      this.#cancelInDaemon(p.request);
+      p.settle.reject(reason);
+    }
   }
 
   /**
@@ -1035,19 +1146,19 @@ export class ThinClient implements AsyncDisposable {
     if (request.kind === "start_resending_encrypted_message") {
       cancel = {
         kind: "cancel_resending_encrypted_message",
-        queryId: this.newQueryId(),
+        queryId: queryId(),
         envelopeHash: request.envelopeHash,
       };
     } else if (request.kind === "start_resending_copy_command") {
       cancel = {
         kind: "cancel_resending_copy_command",
-        queryId: this.newQueryId(),
+        queryId: queryId(),
         writeCapHash: blake2b256(request.writeCap),
       };
     } else {
       return;
     }
-    const startKey = toHex(request.queryId);
+    const startKey = idKey(request.queryId);
     this.#cancelling.set(startKey, { request: cancel, attempts: 0 });
     this.#sendCancel(startKey);
   }
@@ -1056,19 +1167,19 @@ export class ThinClient implements AsyncDisposable {
     const c = this.#cancelling.get(startKey);
     if (c === undefined || this.#state === "closed") return;
     c.attempts++;
-    const fresh = { ...c.request, queryId: this.newQueryId() } as Request & {
+    const fresh = { ...c.request, queryId: queryId() } as Request & {
       queryId: Uint8Array;
     };
     c.request = fresh;
-    if (this.isDaemonReachable) this.#write(fresh).catch(() => {});
+    if (this.isDaemonReachable) this.#send(fresh);
   }
 
   /** A cancel reply arrived: if the start's reply has not, the start may still be queued. */
   #onCancelReply(resp: Response & { queryId: Uint8Array | null }): void {
     if (resp.queryId === null) return;
-    const qk = toHex(resp.queryId);
+    const qk = idKey(resp.queryId);
     for (const [startKey, c] of this.#cancelling) {
-      if (!("queryId" in c.request) || toHex(c.request.queryId) !== qk) {
+      if (!("queryId" in c.request) || idKey(c.request.queryId) !== qk) {
         continue;
       }
       if (c.attempts >= CANCEL_MAX_ATTEMPTS) {
@@ -1119,7 +1230,7 @@ export class ThinClient implements AsyncDisposable {
     checkLength("seed", s, 32);
     const r = await this.request({
       kind: "new_keypair",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       seed: s,
     }, options);
     ThinClient.check(r);
@@ -1158,7 +1269,7 @@ export class ThinClient implements AsyncDisposable {
   ): Promise<EncryptedMessage> {
     const r = await this.request({
       kind: "encrypt_read",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       readCap: capBytes(readCap, ReadCap),
       messageBoxIndex: capBytes(messageBoxIndex, MessageBoxIndex),
     }, options);
@@ -1203,7 +1314,7 @@ export class ThinClient implements AsyncDisposable {
     }
     const r = await this.request({
       kind: "encrypt_write",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       plaintext,
       writeCap: capBytes(writeCap, WriteCap),
       messageBoxIndex: capBytes(messageBoxIndex, MessageBoxIndex),
@@ -1266,9 +1377,11 @@ export class ThinClient implements AsyncDisposable {
         "Cannot start resending: envelope ciphertext or descriptor is empty",
       );
     }
-    const request: Request & { queryId: Uint8Array } = {
+    const request: Request & {
+      kind: "start_resending_encrypted_message";
+    } = {
       kind: "start_resending_encrypted_message",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       readCap: isRead ? capBytes(params.readCap!, ReadCap) : null,
       writeCap: isRead ? null : capBytes(params.writeCap!, WriteCap),
       messageBoxIndex: params.messageBoxIndex === undefined
@@ -1277,16 +1390,13 @@ export class ThinClient implements AsyncDisposable {
       envelopeDescriptor: params.envelopeDescriptor,
       messageCiphertext: params.messageCiphertext,
       envelopeHash: params.envelopeHash,
-      ...(params.replyIndex === undefined
-        ? {}
-        : { replyIndex: params.replyIndex }),
-      ...(options.noRetryOnBoxIdNotFound
-        ? { noRetryOnBoxIdNotFound: true }
-        : {}),
-      ...(options.noIdempotentBoxAlreadyExists
-        ? { noIdempotentBoxAlreadyExists: true }
-        : {}),
     };
+    // Set one by one: spreading conditional objects builds temporaries.
+    if (params.replyIndex !== undefined) request.replyIndex = params.replyIndex;
+    if (options.noRetryOnBoxIdNotFound) request.noRetryOnBoxIdNotFound = true;
+    if (options.noIdempotentBoxAlreadyExists) {
+      request.noIdempotentBoxAlreadyExists = true;
+    }
     const r = await this.request(request, options) as ResponseOf<
       "start_resending_encrypted_message_reply"
     >;
@@ -1319,7 +1429,7 @@ export class ThinClient implements AsyncDisposable {
     checkLength("envelopeHash", envelopeHash, HASH_LENGTH);
     const r = await this.request({
       kind: "cancel_resending_encrypted_message",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       envelopeHash,
     }, options);
     ThinClient.check(r);
@@ -1343,7 +1453,7 @@ export class ThinClient implements AsyncDisposable {
   ): Promise<MessageBoxIndex> {
     const r = await this.request({
       kind: "next_message_box_index",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       messageBoxIndex: capBytes(messageBoxIndex, MessageBoxIndex),
     }, options);
     ThinClient.check(r);
@@ -1372,7 +1482,7 @@ export class ThinClient implements AsyncDisposable {
   ): Promise<bigint> {
     const r = await this.request({
       kind: "get_message_box_index_counter",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       messageBoxIndex: capBytes(messageBoxIndex, MessageBoxIndex),
     }, options);
     ThinClient.check(r);
@@ -1406,7 +1516,7 @@ export class ThinClient implements AsyncDisposable {
     }
     const r = await this.request({
       kind: "start_resending_copy_command",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       writeCap: capBytes(writeCap, WriteCap),
       ...(pin === undefined ? {} : {
         courierIdentityHash: pin.identityHash,
@@ -1441,7 +1551,7 @@ export class ThinClient implements AsyncDisposable {
   ): Promise<void> {
     const r = await this.request({
       kind: "cancel_resending_copy_command",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       writeCapHash: blake2b256(capBytes(writeCap, WriteCap)),
     }, options);
     ThinClient.check(r);
@@ -1478,7 +1588,7 @@ export class ThinClient implements AsyncDisposable {
     checkCopyPayload(payload);
     const r = await this.request({
       kind: "create_courier_envelopes_from_payload",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       payload,
       destWriteCap: capBytes(destWriteCap, WriteCap),
       destStartIndex: capBytes(destStartIndex, MessageBoxIndex),
@@ -1527,7 +1637,7 @@ export class ThinClient implements AsyncDisposable {
     for (const d of destinations) checkCopyPayload(d.payload);
     const r = await this.request({
       kind: "create_courier_envelopes_from_multi_payload",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       destinations: destinations.map((d) => ({
         payload: d.payload,
         writeCap: capBytes(d.writeCap, WriteCap),
@@ -1581,7 +1691,7 @@ export class ThinClient implements AsyncDisposable {
     }
     const r = await this.request({
       kind: "create_courier_envelopes_from_tombstone_range",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       destWriteCap: capBytes(destWriteCap, WriteCap),
       destStartIndex: capBytes(destStartIndex, MessageBoxIndex),
       maxCount,
@@ -1664,7 +1774,7 @@ export class ThinClient implements AsyncDisposable {
   ): Promise<VoucherMintResult> {
     const r = await this.request({
       kind: "voucher_mint",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       messageWriteCap: capBytes(messageWriteCap, WriteCap),
       displayName,
     }, options);
@@ -1706,7 +1816,7 @@ export class ThinClient implements AsyncDisposable {
   ): Promise<VoucherInductResult> {
     const r = await this.request({
       kind: "voucher_induct",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       voucher,
       voucherPayload,
       whoReply,
@@ -1753,7 +1863,7 @@ export class ThinClient implements AsyncDisposable {
   ): Promise<VoucherOpenResult> {
     const r = await this.request({
       kind: "voucher_open",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       voucherSecretKey,
       sealedReply,
       messageWriteCap: capBytes(messageWriteCap, WriteCap),
@@ -1788,7 +1898,7 @@ export class ThinClient implements AsyncDisposable {
   ): Promise<VoucherStream> {
     const r = await this.request({
       kind: "voucher_derive_stream",
-      queryId: this.newQueryId(),
+      queryId: queryId(),
       voucher,
     }, options);
     ThinClient.check(r);
@@ -1887,7 +1997,10 @@ export class ThinClient implements AsyncDisposable {
       this.#timers.clear();
       this.#cancelling.clear();
       const reason = error ?? new ClientClosedError();
-      for (const p of this.#pending.values()) p.settle.reject(reason);
+      for (const p of this.#pending.values()) {
+        this.#settled(p);
+        p.settle.reject(reason);
+      }
       this.#pending.clear();
       for (const w of this.#surbWaiters.values()) w.reject(reason);
       this.#surbWaiters.clear();
@@ -1902,23 +2015,23 @@ export class ThinClient implements AsyncDisposable {
    * the daemon is done with this connection before close()/detach() resolve.
    */
   async #letDaemonClose(): Promise<void> {
-    const writer = this.#writer;
+    const sink = this.#sink;
+    const frames = this.#frameWriter;
     const readEnded = this.#readEnded;
-    if (writer === null || readEnded === null) return;
-    await this.#writeChain;
-    await writer.close().catch(() => {});
+    if (sink === null || frames === null || readEnded === null) return;
+    await frames.idle();
+    await sink.closeWrite().catch(() => {});
     await readEnded;
   }
 
   #dropConn(): void {
     const conn = this.#conn;
     this.#conn = null;
-    const writer = this.#writer;
-    this.#writer = null;
+    const sink = this.#sink;
+    this.#sink = null;
+    this.#frameWriter = null;
     this.#readEnded = null;
-    if (writer !== null) {
-      writer.releaseLock();
-    }
+    sink?.release();
     if (conn !== null) {
       try {
         conn.close();
@@ -1928,18 +2041,42 @@ export class ThinClient implements AsyncDisposable {
     }
   }
 
-  async #write(request: Request): Promise<void> {
-    const frame = encodeFrame(encodeRequest(request));
-    const writer = this.#writer;
-    if (writer === null) {
+  /**
+   * Encodes a request into a frame and queues it on the connection.
+   *
+   * @returns When it has been written.
+   * @throws {RangeError} When the frame is too large.
+   * @throws {ConnectionError} When there is no connection.
+   */
+  #queue(request: Request): Promise<void> {
+    const frame = _sealFrame(_encodeRequest(request, 4));
+    const frames = this.#frameWriter;
+    if (frames === null) {
       throw new ConnectionError(
         `Cannot write to daemon at '${this.#dialer.address}': not connected`,
       );
     }
-    const next = this.#writeChain.then(() => writer.write(frame));
-    this.#writeChain = next.catch(() => {});
+    return frames.write(frame);
+  }
+
+  /**
+   * Queues a request without waiting. A failed write needs no handling here:
+   * the reader notices the broken connection, and pending requests are
+   * re-sent after reconnecting.
+   */
+  #send(request: Request): void {
     try {
-      await next;
+      void this.#queue(request);
+    } catch {
+      // As for a failed write.
+    }
+  }
+
+  /** Queues a request and waits until it has been written. */
+  async #write(request: Request): Promise<void> {
+    const written = this.#queue(request);
+    try {
+      await written;
     } catch (err) {
       throw new ConnectionError(
         `Cannot write to daemon at '${this.#dialer.address}': connection failed`,
@@ -2007,8 +2144,10 @@ export class ThinClient implements AsyncDisposable {
     }
     // Until the session token is sent, only the status and the PKI document
     // may arrive: a small limit keeps a wrong peer from costing 40 MiB.
+    // Bodies are views of the chunks read: each is decoded (its byte strings
+    // copied out) before the next read.
     const decoder = new FrameDecoder(this.#handshakeMaxFrameSize);
-    const frames = readFrames(conn.readable, decoder)[Symbol.asyncIterator]();
+    const frames = new _FrameReader(connSource(conn), decoder, false);
     const onAbort = (): void => {
       try {
         conn.close();
@@ -2018,9 +2157,9 @@ export class ThinClient implements AsyncDisposable {
     };
     hsSignal.addEventListener("abort", onAbort, { once: true });
     const next = async (): Promise<Response> => {
-      let r: IteratorResult<Uint8Array>;
+      let body: Uint8Array | null;
       try {
-        r = await frames.next();
+        body = await frames.next();
       } catch (err) {
         if (hsSignal.aborted) throw abortReason(hsSignal);
         if (
@@ -2040,12 +2179,12 @@ export class ThinClient implements AsyncDisposable {
         );
       }
       if (hsSignal.aborted) throw abortReason(hsSignal);
-      if (r.done) {
+      if (body === null) {
         throw new ConnectionError(
           `Cannot complete handshake with daemon at '${this.#dialer.address}': connection closed by the daemon`,
         );
       }
-      return decodeFrameBody(r.value, true);
+      return decodeFrameBody(body, false);
     };
     try {
       const first = await next();
@@ -2079,8 +2218,9 @@ export class ThinClient implements AsyncDisposable {
       this.#applyDocument(second.payload, this.#document !== null);
       // Install the connection so replies flushed before the token reply are dispatched.
       this.#conn = conn;
-      this.#writer = conn.writable.getWriter();
-      this.#writeChain = Promise.resolve();
+      const sink = connSink(conn);
+      this.#sink = sink;
+      this.#frameWriter = new _FrameWriter(sink.write);
       this.#sawShutdown = false;
       // Replies queued for a resumed session may follow: any size from now.
       decoder.maxFrameSize = this.#maxFrameSize;
@@ -2107,18 +2247,27 @@ export class ThinClient implements AsyncDisposable {
     }
   }
 
-  async #readLoop(frames: AsyncIterator<Uint8Array>): Promise<void> {
+  async #readLoop(frames: _FrameReader): Promise<void> {
     let error: Error | null = null;
     try {
-      while (true) {
-        const r = await frames.next();
-        if (r.done) break;
+      // Every frame of a chunk is dispatched at once; only an empty reader waits.
+      for (;;) {
+        const body = frames.take();
+        if (body === undefined) {
+          if (!(await frames.fill())) break;
+          continue;
+        }
         // While close()/detach() drain the connection, frames are dropped.
         if (this.#state === "closed") continue;
-        this.#dispatch(decodeFrameBody(r.value, true));
+        this.#dispatch(decodeFrameBody(body, false));
       }
     } catch (err) {
       error = err instanceof Error ? err : new Error(String(err));
+    }
+    try {
+      frames.release();
+    } catch {
+      // Nothing left to release.
     }
     if (this.#state === "closed") return;
     this.#onDisconnect(error);
@@ -2276,7 +2425,7 @@ export class ThinClient implements AsyncDisposable {
           error: resp.err,
         });
         if (resp.err !== null && resp.surbId !== null) {
-          const key = toHex(resp.surbId);
+          const key = idKey(resp.surbId);
           const w = this.#surbWaiters.get(key);
           if (w !== undefined) {
             this.#surbWaiters.delete(key);
@@ -2300,7 +2449,7 @@ export class ThinClient implements AsyncDisposable {
           errorCode: resp.errorCode,
         });
         if (resp.surbId !== null) {
-          const key = toHex(resp.surbId);
+          const key = idKey(resp.surbId);
           const w = this.#surbWaiters.get(key);
           if (w !== undefined) {
             this.#surbWaiters.delete(key);
@@ -2320,7 +2469,7 @@ export class ThinClient implements AsyncDisposable {
         return;
       default: {
         if (resp.queryId === null) return;
-        const key = toHex(resp.queryId);
+        const key = idKey(resp.queryId);
         if (
           resp.kind === "start_resending_encrypted_message_reply" ||
           resp.kind === "start_resending_copy_command_reply"
@@ -2335,6 +2484,7 @@ export class ThinClient implements AsyncDisposable {
         const p = this.#pending.get(key);
         if (p === undefined || p.expect !== resp.kind) return;
         this.#pending.delete(key);
+        this.#settled(p);
         p.settle.resolve(resp);
       }
     }

@@ -20,7 +20,11 @@
  * ```
  */
 export interface Conn {
-  /** Bytes from the daemon. Chunk boundaries carry no meaning. */
+  /**
+   * Bytes from the daemon. Chunk boundaries carry no meaning. The client may
+   * keep a chunk until it has decoded the frames in it: a transport must not
+   * write into a chunk it has handed over.
+   */
   readonly readable: ReadableStream<Uint8Array>;
   /**
    * Bytes to the daemon. Each written chunk is sent in order. Closing it ends
@@ -33,6 +37,18 @@ export interface Conn {
   readonly remoteAddress?: string;
   /** Closes both directions. Calling it more than once is harmless. */
   close(): void;
+  /**
+   * Optional direct reading, for a transport that can read without a stream
+   * (the Deno TCP and Unix transports can): the next bytes from the daemon,
+   * or `null` once it has closed its side. A client given all three direct
+   * methods uses them instead of `readable` and `writable`, which saves the
+   * streams' promises on every chunk; it never uses both.
+   */
+  readChunk?(): Promise<Uint8Array | null>;
+  /** Optional direct writing (see `readChunk`): writes all of `bytes`, in order. */
+  writeChunk?(bytes: Uint8Array): Promise<void>;
+  /** Optional (see `readChunk`): ends the sending side, as closing `writable` does. */
+  closeWrite?(): Promise<void>;
 }
 
 /**

@@ -60,10 +60,35 @@ export function encodeFrame(
     );
   }
   const out = new Uint8Array(4 + body.length);
-  new DataView(out.buffer).setUint32(0, body.length, false);
   out.set(body, 4);
-  return out;
+  return _sealFrame(out, maxFrameSize);
 }
+
+/**
+ * Fills in the length prefix of a frame built with 4 bytes of headroom
+ * before its body (see `encodeCbor`'s `headroom`).
+ *
+ * @throws {RangeError} When the body exceeds `maxFrameSize`.
+ */
+export function _sealFrame(
+  frame: Uint8Array,
+  maxFrameSize: number = MAX_FRAME_SIZE,
+): Uint8Array {
+  const length = frame.length - 4;
+  if (length > maxFrameSize) {
+    throw new RangeError(
+      `Cannot write frame: length ${length} exceeds maximum ${maxFrameSize}`,
+    );
+  }
+  frame[0] = length >>> 24;
+  frame[1] = (length >>> 16) & 0xff;
+  frame[2] = (length >>> 8) & 0xff;
+  frame[3] = length & 0xff;
+  return frame;
+}
+
+/** Set by {@linkcode FrameDecoder}'s static block: its push without copies. */
+let pushViews: (decoder: FrameDecoder, chunk: Uint8Array) => Uint8Array[];
 
 /**
  * Incremental frame decoder: feed it chunks cut anywhere, get whole bodies
@@ -126,16 +151,34 @@ export class FrameDecoder {
    * @throws {ProtocolError} When a length prefix exceeds the maximum.
    */
   push(chunk: Uint8Array): Uint8Array[] {
+    return this.#push(chunk, true);
+  }
+
+  static {
+    pushViews = (decoder, chunk) => decoder.#push(chunk, false);
+  }
+
+  /**
+   * `copy` false: a body that lies whole inside `chunk` is returned as a
+   * view of it (no allocation); only bodies cut across chunks are copied.
+   */
+  #push(chunk: Uint8Array, copy: boolean): Uint8Array[] {
     const out: Uint8Array[] = [];
     let pos = 0;
     while (pos < chunk.length) {
       if (this.#body === null) {
-        const take = Math.min(4 - this.#headerFill, chunk.length - pos);
-        this.#header.set(chunk.subarray(pos, pos + take), this.#headerFill);
-        this.#headerFill += take;
-        pos += take;
-        if (this.#headerFill < 4) break;
-        const len = new DataView(this.#header.buffer).getUint32(0, false);
+        let len: number;
+        if (this.#headerFill === 0 && chunk.length - pos >= 4) {
+          len = readLength(chunk, pos);
+          pos += 4;
+        } else {
+          const take = Math.min(4 - this.#headerFill, chunk.length - pos);
+          this.#header.set(chunk.subarray(pos, pos + take), this.#headerFill);
+          this.#headerFill += take;
+          pos += take;
+          if (this.#headerFill < 4) break;
+          len = readLength(this.#header, 0);
+        }
         if (len > this.#max) {
           throw new ProtocolError(
             `Cannot read frame: length ${len} exceeds maximum ${this.#max}`,
@@ -144,6 +187,11 @@ export class FrameDecoder {
         this.#headerFill = 0;
         if (len === 0) {
           out.push(new Uint8Array(0));
+          continue;
+        }
+        if (!copy && chunk.length - pos >= len) {
+          out.push(chunk.subarray(pos, pos + len));
+          pos += len;
           continue;
         }
         this.#body = new Uint8Array(len);
@@ -161,6 +209,11 @@ export class FrameDecoder {
     }
     return out;
   }
+}
+
+function readLength(bytes: Uint8Array, at: number): number {
+  return bytes[at]! * 0x1000000 +
+    ((bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!);
 }
 
 /**
@@ -183,22 +236,204 @@ export async function* readFrames(
   readable: ReadableStream<Uint8Array>,
   maxFrameSize: number | FrameDecoder = MAX_FRAME_SIZE,
 ): AsyncGenerator<Uint8Array, void, undefined> {
-  const decoder = maxFrameSize instanceof FrameDecoder
-    ? maxFrameSize
-    : new FrameDecoder(maxFrameSize);
-  const reader = readable.getReader();
+  const frames = new _FrameReader(
+    _streamSource(readable),
+    maxFrameSize,
+    true,
+  );
   try {
-    while (true) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      for (const body of decoder.push(value)) yield body;
+    for (;;) {
+      const body = frames.take();
+      if (body !== undefined) yield body;
+      else if (!(await frames.fill())) return;
     }
   } finally {
-    reader.releaseLock();
+    frames.release();
   }
-  if (decoder.partial) {
-    throw new ProtocolError(
-      `Cannot read frame: stream ended after ${decoder.partialDescription}`,
-    );
+}
+
+/** Where a {@linkcode _FrameReader} gets its bytes. */
+export interface _ChunkSource {
+  /** The next chunk, or `null` at the end. */
+  read(): Promise<Uint8Array | null>;
+  /** Lets go of the underlying stream, if any. */
+  release(): void;
+}
+
+/** A {@linkcode _ChunkSource} reading a stream (locked until released). */
+export function _streamSource(
+  readable: ReadableStream<Uint8Array>,
+): _ChunkSource {
+  const reader = readable.getReader();
+  return {
+    read: async () => {
+      const { value, done } = await reader.read();
+      return done ? null : value;
+    },
+    release: () => reader.releaseLock(),
+  };
+}
+
+/**
+ * Frame bodies from a chunk source, without an async generator's promise per
+ * frame: {@linkcode _FrameReader.take} hands out the bodies already read and
+ * {@linkcode _FrameReader.fill} reads the next chunk.
+ */
+export class _FrameReader {
+  readonly #decoder: FrameDecoder;
+  readonly #source: _ChunkSource;
+  readonly #copy: boolean;
+  #bodies: Uint8Array[] = [];
+  #next = 0;
+
+  /**
+   * @param source Where the bytes come from; released by {@linkcode _FrameReader.release}.
+   * @param maxFrameSize Largest body accepted, or the {@linkcode FrameDecoder}
+   *   to use (its `maxFrameSize` may then be changed between frames).
+   * @param copy `false`: a body inside one chunk is a view of that chunk,
+   *   for a caller that is done with each body before it reads again.
+   */
+  constructor(
+    source: _ChunkSource,
+    maxFrameSize: number | FrameDecoder,
+    copy: boolean,
+  ) {
+    this.#decoder = maxFrameSize instanceof FrameDecoder
+      ? maxFrameSize
+      : new FrameDecoder(maxFrameSize);
+    this.#source = source;
+    this.#copy = copy;
+  }
+
+  /** The next body already read, or `undefined` when a chunk must be read first. */
+  take(): Uint8Array | undefined {
+    if (this.#next === this.#bodies.length) return undefined;
+    const body = this.#bodies[this.#next]!;
+    this.#bodies[this.#next++] = EMPTY;
+    return body;
+  }
+
+  /**
+   * Reads one chunk into the reader.
+   *
+   * @returns `false` when the stream has ended.
+   * @throws {ProtocolError} On an oversize length or a stream that ends mid-frame.
+   */
+  async fill(): Promise<boolean> {
+    const value = await this.#source.read();
+    if (value === null) {
+      if (this.#decoder.partial) {
+        throw new ProtocolError(
+          `Cannot read frame: stream ended after ${this.#decoder.partialDescription}`,
+        );
+      }
+      return false;
+    }
+    const bodies = this.#copy
+      ? this.#decoder.push(value)
+      : pushViews(this.#decoder, value);
+    if (bodies.length > 0) {
+      this.#bodies = bodies;
+      this.#next = 0;
+    }
+    return true;
+  }
+
+  /**
+   * The next body, reading chunks as needed.
+   *
+   * @returns The body, or `null` at the end of the stream.
+   */
+  async next(): Promise<Uint8Array | null> {
+    for (;;) {
+      const body = this.take();
+      if (body !== undefined) return body;
+      if (!(await this.fill())) return null;
+    }
+  }
+
+  /** Releases the source. */
+  release(): void {
+    this.#source.release();
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Largest batch of queued frames joined into one write. */
+const BATCH_BYTES = 64 * 1024;
+
+/**
+ * Writes frames in order, joining those queued while a write is under way
+ * into one write, so that pipelined requests cost one system call (and one
+ * wake-up of the daemon) per batch instead of one per frame.
+ */
+export class _FrameWriter {
+  readonly #write: (chunk: Uint8Array) => Promise<void>;
+  #queue: Uint8Array[] = [];
+  #flushing: Promise<void> | null = null;
+
+  /** @param write Writes one chunk to the connection. */
+  constructor(write: (chunk: Uint8Array) => Promise<void>) {
+    this.#write = write;
+  }
+
+  /**
+   * Queues a frame.
+   *
+   * @returns When the frame has been written (with the frames batched with it).
+   * @throws The writer's error, for every frame queued when a write failed.
+   */
+  write(frame: Uint8Array): Promise<void> {
+    this.#queue.push(frame);
+    if (this.#flushing === null) {
+      this.#flushing = this.#flush();
+      // Callers that do not wait (fire and forget) must not leave it unhandled.
+      this.#flushing.catch(() => {});
+    }
+    return this.#flushing;
+  }
+
+  /** Resolves when nothing is queued or being written; never rejects. */
+  idle(): Promise<void> {
+    return this.#flushing === null
+      ? Promise.resolve()
+      : this.#flushing.catch(() => {});
+  }
+
+  async #flush(): Promise<void> {
+    try {
+      while (this.#queue.length > 0) {
+        await this.#write(this.#batch());
+      }
+    } catch (err) {
+      this.#queue = [];
+      throw err;
+    } finally {
+      this.#flushing = null;
+    }
+  }
+
+  /** Takes the next chunk to write off the queue: one frame, or several joined. */
+  #batch(): Uint8Array {
+    const queue = this.#queue;
+    let n = 0;
+    let size = 0;
+    while (
+      n < queue.length && (n === 0 || size + queue[n]!.length <= BATCH_BYTES)
+    ) {
+      size += queue[n]!.length;
+      n++;
+    }
+    if (n === queue.length) this.#queue = [];
+    else this.#queue = queue.slice(n);
+    if (n === 1) return queue[0]!;
+    const out = new Uint8Array(size);
+    let at = 0;
+    for (let i = 0; i < n; i++) {
+      out.set(queue[i]!, at);
+      at += queue[i]!.length;
+    }
+    return out;
   }
 }

@@ -5,7 +5,12 @@
  * @module
  */
 import type { CallOptions } from "./client.ts";
-import { MessageBoxIndex, type ReadCap, type WriteCap } from "./caps.ts";
+import {
+  _adopt,
+  MessageBoxIndex,
+  type ReadCap,
+  type WriteCap,
+} from "./caps.ts";
 import { PayloadTooLargeError, ProtocolError } from "./errors.ts";
 import type { ResponseOf } from "./protocol.ts";
 
@@ -344,7 +349,7 @@ export function needCap<T>(
       `Cannot decode reply: field '${field}' has ${bytes.length} bytes, a ${type.name} has ${type.LENGTH}`,
     );
   }
-  return new type(bytes);
+  return _adopt(type, bytes);
 }
 
 /** The bytes of a wrapper, checking it is the right wrapper. */

@@ -17,7 +17,7 @@ import {
   decodeCbor,
   decodeCborBytesList,
   decodeCborScalarAt,
-  encodeCbor,
+  encodeCborEnvelope,
   NOT_SCALAR,
 } from "./cbor.ts";
 import { ProtocolError } from "./errors.ts";
@@ -406,9 +406,23 @@ function isEmptyValue(v: unknown): boolean {
  * ```
  */
 export function encodeRequest(request: Request): Uint8Array {
-  const fields: Record<string, unknown> = {};
+  return _encodeRequest(request, 0);
+}
+
+/**
+ * {@linkcode encodeRequest} with `headroom` zero bytes left before the body,
+ * where the client writes the frame's length prefix (no second copy).
+ */
+export function _encodeRequest(request: Request, headroom: number): Uint8Array {
   const source = request as unknown as Record<string, unknown>;
-  for (const [tsKey, wireKey] of REQUEST_KEYS[request.kind]) {
+  const keys = REQUEST_KEYS[request.kind];
+  // Wire keys and values, alternating. Indexed loops: destructuring each
+  // table entry in a for-of allocates on every request.
+  const entries: unknown[] = new Array(keys.length * 2);
+  let n = 0;
+  for (let i = 0; i < keys.length; i++) {
+    const tsKey = keys[i]![0];
+    const wireKey = keys[i]![1];
     let value = source[tsKey];
     if (OMIT_EMPTY.has(wireKey) && isEmptyValue(value)) continue;
     if (wireKey === "destinations") {
@@ -418,9 +432,11 @@ export function encodeRequest(request: Request): Uint8Array {
         start_index: d.startIndex,
       }));
     }
-    fields[wireKey] = value === undefined ? null : value;
+    entries[n++] = wireKey;
+    entries[n++] = value === undefined ? null : value;
   }
-  return encodeCbor({ [request.kind]: fields });
+  entries.length = n;
+  return encodeCborEnvelope(request.kind, entries, headroom);
 }
 
 // ---------------------------------------------------------------------------
@@ -1016,11 +1032,34 @@ function decodeField(where: string, type: FieldType, v: unknown): unknown {
   }
 }
 
+const SLOW: unique symbol = Symbol("decode field the long way");
+
+/**
+ * The common, well-formed cases of {@linkcode decodeField} without building
+ * the field's name; `SLOW` for anything else (which then gets the full check
+ * and, when wrong, the error naming the field).
+ */
+function quickField(type: FieldType, v: unknown): unknown {
+  switch (type) {
+    case "bytes?":
+      if (v === null || v === undefined) return null;
+      return v instanceof Uint8Array ? v : SLOW;
+    case "id?":
+    case "hash?":
+      if (v === null || v === undefined) return null;
+      return v instanceof Uint8Array &&
+          v.length === (type === "id?" ? ID_LENGTH : HASH_LENGTH)
+        ? v
+        : SLOW;
+    case "u8":
+      return typeof v === "number" && (v & 0xff) === v ? v : SLOW;
+    default:
+      return SLOW;
+  }
+}
+
 /** Variant names in the order the daemon declares them. */
-const RESPONSE_KINDS = Object.keys(RESPONSE_FIELDS) as Exclude<
-  ResponseKind,
-  "unknown"
->[];
+const RESPONSE_KINDS = Object.keys(RESPONSE_FIELDS) as KnownKind[];
 
 /** Why the CBOR layer refused a body, without its own prefix. */
 function cborReason(err: unknown): string {
@@ -1079,7 +1118,8 @@ function decodeFieldAt(
       { cause: err },
     );
   }
-  return decodeField(where, type, value);
+  const fast = quickField(type, value);
+  return fast !== SLOW ? fast : decodeField(where, type, value);
 }
 
 /**
@@ -1179,3 +1219,5 @@ export function decodeFrameBody(body: Uint8Array, owned: boolean): Response {
   }
   return { kind: "unknown", keys: [...entriesOf(body, 0).keys()] };
 }
+
+type KnownKind = Exclude<ResponseKind, "unknown">;

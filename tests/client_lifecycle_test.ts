@@ -608,6 +608,36 @@ Deno.test("ThinClient aborted call ignores the reply that arrives later", async 
   assert.equal((await within(second, 1000, "second call")).length, 3);
 });
 
+Deno.test("ThinClient calls sharing a signal leave it when they settle; the rest abort together", async () => {
+  await using fake = await startFake();
+  await using client = await connectTo(fake);
+  const controller = new AbortController();
+  const signal = controller.signal;
+  const done = await client.getDirectoryAuthorities({ signal });
+  const gate = deferred<void>();
+  fake.script("get_directory_authorities", async (): Promise<ScriptAction> => {
+    await gate.promise;
+    return "default";
+  }, { times: 1 });
+  // The fake reads no further while the first one waits; all three are
+  // pending in the client.
+  const first = client.getDirectoryAuthorities({ signal });
+  const second = client.getDirectoryAuthorities({ signal });
+  const other = new AbortController();
+  const third = client.getDirectoryAuthorities({ signal: other.signal });
+  await until(() => receivedOf(fake, "get_directory_authorities").length === 2);
+  // Aborting another signal touches only its own call.
+  other.abort(new Error("other"));
+  await assert.rejects(third, /other/);
+  const reason = new Error("both");
+  controller.abort(reason);
+  await rejectsWith(first, reason);
+  await rejectsWith(second, reason);
+  assert.equal(done.length, 3);
+  gate.resolve();
+  assert.equal((await client.getDirectoryAuthorities()).length, 3);
+});
+
 Deno.test("ThinClient.startResendingEncryptedMessage() abort sends the cancel with the envelope hash", async () => {
   await using fake = await startFake();
   await using client = await connectTo(fake);

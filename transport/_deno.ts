@@ -4,9 +4,18 @@ import type { Conn } from "../lib/conn.ts";
 import { _ioError } from "./_errors.ts";
 import type { _SocketBackend } from "./_runtime.ts";
 
-const READ_SIZE = 64 * 1024;
+/** Reads go into slabs of this size, each chunk a view of its own part. */
+const SLAB_SIZE = 64 * 1024;
+/** A new slab is started when the current one has less room than this. */
+const MIN_READ = 16 * 1024;
+const WRITE_HIGH_WATER_MARK = 64 * 1024;
 
-/** Wraps a Deno connection into a {@linkcode Conn} driven by read()/write(). */
+/**
+ * Wraps a Deno connection into a {@linkcode Conn} driven by read()/write(),
+ * with the optional direct methods (readChunk, writeChunk, closeWrite) that
+ * the client uses instead of the streams. The streams are built on first use,
+ * so that a client reading directly never has a stream reading ahead.
+ */
 export function _wrapDenoConn(conn: Deno.Conn, label: string): Conn {
   let closed = false;
   const close = (): void => {
@@ -18,62 +27,90 @@ export function _wrapDenoConn(conn: Deno.Conn, label: string): Conn {
       // Already closed by Deno: nothing to release.
     }
   };
-  const buffer = new Uint8Array(READ_SIZE);
-  const readable = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      if (closed) {
-        controller.close();
-        return;
+  // Chunks are views of a slab that is never written twice: no allocation
+  // and no copy per read, and a chunk stays valid after the next read.
+  let slab = new Uint8Array(SLAB_SIZE);
+  let used = 0;
+  const readChunk = async (): Promise<Uint8Array | null> => {
+    if (closed) return null;
+    if (SLAB_SIZE - used < MIN_READ) {
+      slab = new Uint8Array(SLAB_SIZE);
+      used = 0;
+    }
+    const start = used;
+    const target = slab;
+    let n: number | null;
+    try {
+      n = await conn.read(target.subarray(start));
+    } catch (err) {
+      if (closed) return null;
+      close();
+      throw _ioError("read from", label, err);
+    }
+    if (n === null) return null;
+    used = start + n;
+    return target.subarray(start, used);
+  };
+  const writeChunk = async (chunk: Uint8Array): Promise<void> => {
+    if (closed) throw _ioError("write to", label);
+    try {
+      let offset = await conn.write(chunk);
+      while (offset < chunk.length) {
+        offset += await conn.write(chunk.subarray(offset));
       }
-      let n: number | null;
-      try {
-        n = await conn.read(buffer);
-      } catch (err) {
-        if (closed) {
-          controller.close();
-        } else {
-          controller.error(_ioError("read from", label, err));
+    } catch (err) {
+      throw closed
+        ? _ioError("write to", label)
+        : _ioError("write to", label, err);
+    }
+  };
+  const closeWrite = async (): Promise<void> => {
+    if (closed) return;
+    try {
+      await conn.closeWrite();
+    } catch {
+      // The peer may be gone already; closing is best effort.
+    }
+  };
+  let readable: ReadableStream<Uint8Array> | undefined;
+  let writable: WritableStream<Uint8Array> | undefined;
+  return {
+    get readable(): ReadableStream<Uint8Array> {
+      return readable ??= new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          try {
+            const chunk = await readChunk();
+            if (chunk === null) controller.close();
+            else controller.enqueue(chunk);
+          } catch (err) {
+            controller.error(err);
+          }
+        },
+        cancel() {
           close();
-        }
-        return;
-      }
-      if (n === null) {
-        controller.close();
-        return;
-      }
-      controller.enqueue(buffer.slice(0, n));
+        },
+      });
     },
-    cancel() {
-      close();
+    get writable(): WritableStream<Uint8Array> {
+      // A queue of 64 KiB before backpressure, as in _node.ts: with the
+      // default of one chunk every write would flip `ready` (a promise each).
+      return writable ??= new WritableStream<Uint8Array>({
+        write: writeChunk,
+        close: closeWrite,
+        abort() {
+          close();
+        },
+      }, {
+        highWaterMark: WRITE_HIGH_WATER_MARK,
+        size: (chunk) => chunk.byteLength,
+      });
     },
-  });
-  const writable = new WritableStream<Uint8Array>({
-    async write(chunk) {
-      if (closed) throw _ioError("write to", label);
-      try {
-        let offset = 0;
-        while (offset < chunk.length) {
-          offset += await conn.write(chunk.subarray(offset));
-        }
-      } catch (err) {
-        throw closed
-          ? _ioError("write to", label)
-          : _ioError("write to", label, err);
-      }
-    },
-    async close() {
-      if (closed) return;
-      try {
-        await conn.closeWrite();
-      } catch {
-        // The peer may be gone already; closing is best effort.
-      }
-    },
-    abort() {
-      close();
-    },
-  });
-  return { readable, writable, remoteAddress: label, close };
+    readChunk,
+    writeChunk,
+    closeWrite,
+    remoteAddress: label,
+    close,
+  };
 }
 
 function _isIpLiteral(hostname: string): boolean {
