@@ -298,6 +298,23 @@ function skipCbor(bytes: Uint8Array, pos: number): number {
   return pos;
 }
 
+const NOT_SIMPLE: unique symbol = Symbol("not false, true, null or undefined");
+
+/** The value of a one-byte simple item (false, true, null, undefined). */
+function simpleValue(b: number): unknown {
+  switch (b) {
+    case 0xf4:
+      return false;
+    case 0xf5:
+      return true;
+    case 0xf6:
+      return null;
+    case 0xf7:
+      return undefined;
+  }
+  return NOT_SIMPLE;
+}
+
 /** Returned by {@linkcode decodeCborScalarAt} for an array or a map. */
 export const NOT_SCALAR: unique symbol = Symbol("not a scalar");
 
@@ -353,16 +370,8 @@ export function decodeCborScalarAt(
     case 5:
       return NOT_SCALAR;
   }
-  switch (bytes[pos]) {
-    case 0xf4:
-      return false;
-    case 0xf5:
-      return true;
-    case 0xf6:
-      return null;
-    case 0xf7:
-      return undefined;
-  }
+  const simple = simpleValue(bytes[pos]!);
+  if (simple !== NOT_SIMPLE) return simple;
   throw scanError(`unexpected ${cborTypeAt(bytes, pos)}`, pos);
 }
 
@@ -955,18 +964,11 @@ function readValue(depth: number): unknown {
       }
       return out;
     }
-    case 7:
-      switch (b) {
-        case 0xf4:
-          return false;
-        case 0xf5:
-          return true;
-        case 0xf6:
-          return null;
-        case 0xf7:
-          return undefined;
-      }
+    case 7: {
+      const simple = simpleValue(b);
+      if (simple !== NOT_SIMPLE) return simple;
       throw UNSUPPORTED; // floats and other simple values
+    }
     default:
       throw UNSUPPORTED; // tags
   }
@@ -1020,76 +1022,6 @@ export function decodeCbor(
     }
   }
   return decode(bytes, DECODE_PLAIN);
-}
-
-/**
- * Decodes a map of which at most one value is set (not `null` or
- * `undefined`), as Go encodes a union: the set entry's key and its decoded
- * value. Unset entries are skipped without decoding their keys.
- *
- * @param bytes The encoded item.
- * @returns The set entry, or `undefined` when the item is anything else
- *   (not a map, no entry or several set, a repeated key, malformed, or
- *   refused by {@linkcode scanCbor}): decode it with {@linkcode decodeCbor}
- *   then.
- */
-export function decodeCborVariant(
-  bytes: Uint8Array,
-): { key: string; value: unknown } | undefined {
-  if (!(bytes instanceof Uint8Array) || bytes.length === 0) return undefined;
-  try {
-    scanWhole(bytes, {});
-  } catch {
-    return undefined; // refused: decodeCbor() then throws why
-  }
-  src = bytes.constructor === Uint8Array
-    ? bytes
-    : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  pos = 0;
-  try {
-    const b = src[pos++]!;
-    if (b >> 5 !== 5) return undefined;
-    const n = readLength(b);
-    let keyAt = -1;
-    let keyLength = 0;
-    let found: { key: string; value: unknown } | undefined;
-    for (let i = 0; i < n; i++) {
-      need(1);
-      const head = src[pos++]!;
-      if (head >> 5 !== 3) return undefined;
-      const length = readLength(head);
-      const at = pos;
-      pos += length;
-      need(1);
-      const v = src[pos]!;
-      if (v === 0xf6 || v === 0xf7) {
-        pos++;
-        if (keyAt >= 0 && sameBytes(at, keyAt, length, keyLength)) {
-          return undefined; // the set entry is overwritten later
-        }
-        continue;
-      }
-      if (found !== undefined) return undefined;
-      keyAt = at;
-      keyLength = length;
-      pos = at;
-      const key = readText(length);
-      if (key === "__proto__") return undefined;
-      found = { key, value: readValue(1) };
-    }
-    return pos === src.length ? found : undefined;
-  } catch (err) {
-    if (err !== UNSUPPORTED) throw err;
-    return undefined;
-  } finally {
-    src = EMPTY;
-  }
-}
-
-function sameBytes(a: number, b: number, aLength: number, bLength: number) {
-  if (aLength !== bLength) return false;
-  for (let i = 0; i < aLength; i++) if (src[a + i] !== src[b + i]) return false;
-  return true;
 }
 
 /**

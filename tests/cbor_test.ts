@@ -14,7 +14,6 @@ import {
   decodeCbor,
   decodeCborBytesList,
   decodeCborExact,
-  decodeCborVariant,
   encodeCbor,
   encodeCborEnvelope,
   scanCbor,
@@ -504,67 +503,6 @@ Deno.test("decodeCbor() reuses known keys and copies byte strings", () => {
   input.fill(0);
   assert.deepEqual(out.payload, new Uint8Array([1, 2, 3]));
   assert.equal(Object.getPrototypeOf(out.payload), Uint8Array.prototype);
-});
-
-/** What decodeCborVariant() must return, worked out from the whole map. */
-function variantOf(bytes: Uint8Array): { key: string; value: unknown } | null {
-  let top: unknown;
-  try {
-    top = decodeCbor(bytes);
-  } catch {
-    return null;
-  }
-  if (typeof top !== "object" || top === null || Array.isArray(top)) {
-    return null;
-  }
-  if (top instanceof Uint8Array) return null;
-  const set = Object.entries(top).filter(([, v]) =>
-    v !== null && v !== undefined
-  );
-  return set.length === 1 ? { key: set[0]![0], value: set[0]![1] } : null;
-}
-
-Deno.test("decodeCborVariant() returns the one set entry of a union map", () => {
-  const r = rng(23);
-  const names = Array.from({ length: 25 }, (_, i) => `variant_${i}_event`);
-  let matched = 0;
-  for (let i = 0; i < 3000; i++) {
-    const envelope: Record<string, unknown> = {};
-    for (const name of names) envelope[name] = null;
-    const chosen = names[Math.floor(r() * names.length)]!;
-    envelope[chosen] = r() < 0.9 ? randomValue(r, 1) : null;
-    let bytes = encodeCbor(envelope);
-    if (r() < 0.5) {
-      bytes = bytes.slice();
-      bytes[Math.floor(r() * bytes.length)] = Math.floor(r() * 256);
-    }
-    const got = decodeCborVariant(bytes);
-    const want = variantOf(bytes);
-    if (got === undefined) continue; // the caller decodes the whole map
-    assert.notEqual(want, null, `bytes ${bytes}`);
-    assert.deepEqual(got, want);
-    matched++;
-  }
-  assert.ok(matched > 1000, `only ${matched} matched`);
-  // A repeated key, set first and unset later: the full decode's value wins.
-  const repeated = new Uint8Array([
-    0xa2,
-    0x61,
-    0x61,
-    0x01,
-    0x61,
-    0x61,
-    0xf6,
-  ]);
-  assert.equal(decodeCborVariant(repeated), undefined);
-  assert.deepEqual(decodeCbor(repeated), { a: null });
-  assert.equal(decodeCborVariant(encodeCbor({ a: 1, b: 2 })), undefined);
-  assert.equal(decodeCborVariant(encodeCbor({ a: null })), undefined);
-  assert.equal(decodeCborVariant(encodeCbor([1])), undefined);
-  assert.deepEqual(decodeCborVariant(encodeCbor({ a: null, b: { c: 1 } })), {
-    key: "b",
-    value: { c: 1 },
-  });
 });
 
 Deno.test("encodeCborEnvelope() gives encodeCbor()'s bytes for the same maps", () => {
