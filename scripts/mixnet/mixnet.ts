@@ -1230,10 +1230,12 @@ async function waitReady(state: State, timeoutMs: number) {
 // Incremental scan: remembers how far each file was read, so polling stays cheap.
 const scanned = new Map<string, { offset: number; last: string | undefined }>();
 
-/** Last line of `path` matching `re`, reading only what was appended since the last call. */
-function lastMatch(path: string, re: RegExp): string | undefined {
-  const key = `${path}\0${re.source}`;
-  const st = scanned.get(key) ?? { offset: 0, last: undefined };
+/**
+ * The complete lines appended to `path` since `st.offset`, which it advances
+ * (a partial last line waits for the next call); from the start again when
+ * the file was truncated or replaced. None while the file does not exist.
+ */
+function appendedLines(path: string, st: { offset: number }): string[] {
   let f: Deno.FsFile | null = null;
   try {
     f = Deno.openSync(path, { read: true });
@@ -1248,16 +1250,23 @@ function lastMatch(path: string, re: RegExp): string | undefined {
       off += r;
     }
     const end = buf.subarray(0, off).lastIndexOf(0x0a) + 1; // keep a partial last line
-    for (const line of dec.decode(buf.subarray(0, end)).split("\n")) {
-      if (re.test(line)) st.last = line;
-    }
     st.offset += end;
+    return end ? dec.decode(buf.subarray(0, end - 1)).split("\n") : [];
   } catch {
-    /* not there yet */
+    return []; // not there yet
   } finally {
     f?.close();
   }
+}
+
+/** Last line of `path` matching `re`, reading only what was appended since the last call. */
+function lastMatch(path: string, re: RegExp): string | undefined {
+  const key = `${path}\0${re.source}`;
+  const st = scanned.get(key) ?? { offset: 0, last: undefined };
   scanned.set(key, st);
+  for (const line of appendedLines(path, st)) {
+    if (re.test(line)) st.last = line;
+  }
   return st.last;
 }
 
@@ -1273,52 +1282,31 @@ function lastMatch(path: string, re: RegExp): string | undefined {
 // completed" means the peer accepted it, and a close or failure ends it.
 interface LinkScan {
   offset: number;
-  rest: string;
   workers: Map<string, { port: number; up: boolean }>;
 }
 const linkScans = new Map<string, LinkScan>();
 
 /** Ports this log's dialling workers currently hold an accepted connection to. */
 function upLinks(path: string): Set<number> {
-  const st = linkScans.get(path) ??
-    { offset: 0, rest: "", workers: new Map() };
+  const st = linkScans.get(path) ?? { offset: 0, workers: new Map() };
   linkScans.set(path, st);
-  let f: Deno.FsFile | null = null;
-  try {
-    f = Deno.openSync(path);
-    f.seekSync(st.offset, Deno.SeekMode.Start);
-    const buf = new Uint8Array(1 << 20);
-    let text = st.rest;
-    for (;;) {
-      const n = f.readSync(buf);
-      if (!n) break;
-      st.offset += n;
-      text += new TextDecoder().decode(buf.subarray(0, n));
+  for (const line of appendedLines(path, st)) {
+    const m = line.match(/ outgoing:(\d+): (.*)$/);
+    if (!m) continue;
+    const k = m[1]!;
+    const msg = m[2]!;
+    const d = msg.match(/^Dialing: [\d.]+:(\d+)/);
+    if (d) st.workers.set(k, { port: Number(d[1]), up: false });
+    else if (/^Handshake completed/.test(msg)) {
+      const w = st.workers.get(k);
+      if (w) w.up = true;
+    } else if (
+      /^(Handshake failed|TCP connection closed|Connection terminated|Bailing out|Halting)/
+        .test(msg)
+    ) {
+      const w = st.workers.get(k);
+      if (w) w.up = false;
     }
-    const lines = text.split("\n");
-    st.rest = lines.pop() ?? "";
-    for (const line of lines) {
-      const m = line.match(/ outgoing:(\d+): (.*)$/);
-      if (!m) continue;
-      const k = m[1]!;
-      const msg = m[2]!;
-      const d = msg.match(/^Dialing: [\d.]+:(\d+)/);
-      if (d) st.workers.set(k, { port: Number(d[1]), up: false });
-      else if (/^Handshake completed/.test(msg)) {
-        const w = st.workers.get(k);
-        if (w) w.up = true;
-      } else if (
-        /^(Handshake failed|TCP connection closed|Connection terminated|Bailing out|Halting)/
-          .test(msg)
-      ) {
-        const w = st.workers.get(k);
-        if (w) w.up = false;
-      }
-    }
-  } catch {
-    /* not written yet */
-  } finally {
-    f?.close();
   }
   return new Set(
     [...st.workers.values()].filter((w) => w.up).map((w) => w.port),
