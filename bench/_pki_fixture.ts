@@ -25,6 +25,7 @@
  *
  * @module
  */
+import { concatBytes } from "../lib/_bytes.ts";
 
 /** Options of {@linkcode buildPkiDocument}. */
 export interface PkiFixtureOptions {
@@ -305,19 +306,7 @@ const _utf8 = new TextEncoder();
 function _encode(value: _Value, canonical: boolean): Uint8Array {
   const parts: Uint8Array[] = [];
   _write(value, canonical, parts);
-  return _concat(parts);
-}
-
-function _concat(parts: Uint8Array[]): Uint8Array {
-  let total = 0;
-  for (const p of parts) total += p.length;
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 function _head(major: number, n: number): Uint8Array {

@@ -6,6 +6,7 @@
  */
 import { createHash, type Hash } from "node:crypto";
 import { CliError, ExitCode, fsReason } from "./_errors.ts";
+import { concatBytes } from "../lib/_bytes.ts";
 
 const encoder = new TextEncoder();
 
@@ -75,18 +76,7 @@ export async function readAll(
   } finally {
     reader.releaseLock();
   }
-  return concat(parts, size);
-}
-
-/** Concatenates byte arrays. */
-export function concat(parts: Uint8Array[], size?: number): Uint8Array {
-  const out = new Uint8Array(size ?? parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 /** A running SHA-256. */
@@ -99,11 +89,6 @@ export function sha256Of(...parts: Uint8Array[]): Uint8Array {
   const h = createHash("sha256");
   for (const p of parts) h.update(p);
   return new Uint8Array(h.digest());
-}
-
-/** Lower-case hex. */
-export function toHex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** Standard base64 with padding (what upstream prints and parses). */

@@ -17,9 +17,9 @@ import {
   hashFile,
   sha256,
   sha256Of,
-  toHex,
   writeAllTo,
 } from "./_io.ts";
+import { toHex } from "../lib/_bytes.ts";
 import { type FieldRule, recordFits } from "./_state.ts";
 import { pipelinedRead } from "./_pipeline.ts";
 import { formatBytes } from "./_progress.ts";

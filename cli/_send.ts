@@ -14,14 +14,13 @@ import { type FieldRule, recordFits } from "./_state.ts";
 import { encodeHeader, nameProblem, streamLayout } from "./_format.ts";
 import {
   BlockReader,
-  concat,
   hashFile,
   readAll,
   sha256Of,
   spool,
   toBase64,
-  toHex,
 } from "./_io.ts";
+import { concatBytes, toHex } from "../lib/_bytes.ts";
 import { pipelinedWrite, type WriteCursor } from "./_pipeline.ts";
 import { formatBytes } from "./_progress.ts";
 
@@ -211,7 +210,7 @@ function packElements(elements: Uint8Array[]): Uint8Array {
     new DataView(len.buffer).setUint32(0, e.length);
     parts.push(len, e);
   }
-  return concat(parts);
+  return concatBytes(parts);
 }
 
 function unpackElements(blob: Uint8Array): Uint8Array[] | null {
@@ -419,7 +418,7 @@ async function sendStream(
             `Cannot send '${src.name}': the file shrank while it was being sent`,
           );
         }
-        return k === 0 ? concat([header, data]) : data;
+        return k === 0 ? concatBytes([header, data]) : data;
       },
       onAck: (k) => {
         bytes += layout.length(k);
@@ -480,7 +479,7 @@ async function sendCopy(
       boxes: 0,
       totalBoxes: null,
     });
-    const payload = concat([header, src.data!]);
+    const payload = concatBytes([header, src.data!]);
     const built = await client.createCourierEnvelopesFromPayload(
       payload,
       caps.writeCap,

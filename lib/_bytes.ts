@@ -1,3 +1,48 @@
+/**
+ * Byte helpers shared by every folder: random bytes and ids, hex, base64url,
+ * UTF-8, concatenation, equality and fixed-width integers. Runtime-neutral.
+ *
+ * @module
+ */
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** UTF-8 bytes of a string. */
+export function utf8(text: string): Uint8Array {
+  return encoder.encode(text);
+}
+
+/** Decodes UTF-8 bytes, replacing invalid sequences. */
+export function fromUtf8(bytes: Uint8Array): string {
+  return decoder.decode(bytes);
+}
+
+/** Reads a little-endian uint64 at `offset`. */
+export function readU64Le(bytes: Uint8Array, offset = 0): bigint {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    .getBigUint64(offset, true);
+}
+
+/** Writes a little-endian uint64 at `offset`. */
+export function writeU64Le(bytes: Uint8Array, value: bigint, offset = 0): void {
+  new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    .setBigUint64(offset, value, true);
+}
+
+/** Big-endian uint32 as 4 bytes. */
+export function u32Be(value: number): Uint8Array {
+  const out = new Uint8Array(4);
+  new DataView(out.buffer).setUint32(0, value, false);
+  return out;
+}
+
+/** Reads a big-endian uint32 at `offset`. */
+export function readU32Be(bytes: Uint8Array, offset: number): number {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    .getUint32(offset, false);
+}
+
 /** Fresh random bytes from the platform CSPRNG. */
 export function randomBytes(length: number): Uint8Array {
   const out = new Uint8Array(length);

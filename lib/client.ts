@@ -5,7 +5,13 @@
  * @module
  */
 import { idKey, randomBytes, randomIdView, toHex } from "./_bytes.ts";
-import { type Deferred, deferred, deferredUnmarked } from "./_deferred.ts";
+import {
+  abortReason,
+  type Deferred,
+  deferred,
+  deferredUnmarked,
+  within,
+} from "./_async.ts";
 import type { Conn, Dialer } from "./conn.ts";
 import { MessageBoxIndex, ReadCap, WriteCap } from "./caps.ts";
 import {
@@ -332,21 +338,6 @@ function connSink(conn: Conn): Sink {
     closeWrite: () => writer.close(),
     release: () => writer.releaseLock(),
   };
-}
-
-/** Waits for `work` to settle, or `ms` milliseconds at most. Never rejects. */
-async function within(work: Promise<unknown>, ms: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  await Promise.race([
-    work.catch(() => {}),
-    new Promise<void>((resolve) => timer = setTimeout(resolve, ms)),
-  ]);
-  clearTimeout(timer);
-}
-
-function abortReason(signal: AbortSignal): unknown {
-  return signal.reason ??
-    new DOMException("The operation was aborted", "AbortError");
 }
 
 /**

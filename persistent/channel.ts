@@ -31,7 +31,7 @@
  * @module
  */
 import { concatBytes } from "../lib/_bytes.ts";
-import { deferred } from "../lib/_deferred.ts";
+import { abortable, Lock, pool } from "../lib/_async.ts";
 import { MessageBoxIndex, ReadCap, WriteCap } from "../lib/caps.ts";
 import type { CallOptions, ThinClient } from "../lib/client.ts";
 import {
@@ -86,101 +86,6 @@ export const MAX_LARGE_MESSAGE: number = MAX_COPY_PAYLOAD - LARGE_HEADER;
 
 // -----------------------------------------------------------------------------
 // Small helpers
-
-/** An async lock whose waiters can be aborted. */
-class Lock {
-  #locked = false;
-  readonly #waiters: Array<() => void> = [];
-
-  async acquire(signal: AbortSignal | undefined): Promise<() => void> {
-    signal?.throwIfAborted();
-    if (!this.#locked) {
-      this.#locked = true;
-      return this.#releaser();
-    }
-    const d = deferred<void>();
-    const wake = (): void => d.resolve();
-    this.#waiters.push(wake);
-    const onAbort = (): void => {
-      const i = this.#waiters.indexOf(wake);
-      if (i >= 0) {
-        this.#waiters.splice(i, 1);
-        d.reject(signal!.reason);
-      }
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      await d.promise;
-    } finally {
-      signal?.removeEventListener("abort", onAbort);
-    }
-    return this.#releaser();
-  }
-
-  #releaser(): () => void {
-    let done = false;
-    return () => {
-      if (done) return;
-      done = true;
-      const next = this.#waiters.shift();
-      if (next !== undefined) next();
-      else this.#locked = false;
-    };
-  }
-}
-
-/** Waits for `p`, or rejects with the signal's reason. */
-function abortable<T>(
-  p: Promise<T>,
-  signal: AbortSignal | undefined,
-): Promise<T> {
-  if (signal === undefined) return p;
-  if (signal.aborted) return Promise.reject(signal.reason);
-  const d = deferred<T>();
-  const onAbort = (): void => d.reject(signal.reason);
-  signal.addEventListener("abort", onAbort, { once: true });
-  p.then(d.resolve, d.reject).finally(() =>
-    signal.removeEventListener("abort", onAbort)
-  );
-  return d.promise;
-}
-
-/**
- * Runs `fn` over `items` with at most `limit` at a time. The first failure
- * aborts the others (through the signal passed to `fn`) and is rethrown.
- */
-async function pool<T>(
-  items: readonly T[],
-  limit: number,
-  signal: AbortSignal | undefined,
-  fn: (item: T, signal: AbortSignal) => Promise<void>,
-): Promise<void> {
-  const ctl = new AbortController();
-  const sig = signal === undefined
-    ? ctl.signal
-    : AbortSignal.any([signal, ctl.signal]);
-  let next = 0;
-  let failed = false;
-  let firstError: unknown;
-  const worker = async (): Promise<void> => {
-    while (!failed && next < items.length) {
-      const item = items[next++]!;
-      try {
-        await fn(item, sig);
-      } catch (err) {
-        if (!failed) {
-          failed = true;
-          firstError = err;
-          ctl.abort(err);
-        }
-      }
-    }
-  };
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, worker),
-  );
-  if (failed) throw firstError;
-}
 
 function isConflict(err: unknown): boolean {
   return (err instanceof ReplicaError &&

@@ -4,6 +4,7 @@
  * @module
  */
 import { blake2b } from "@noble/hashes/blake2";
+import { concatBytes } from "../lib/_bytes.ts";
 
 /**
  * Unkeyed BLAKE2b with a 32-byte digest (BLAKE2b-256), as used for
@@ -13,7 +14,9 @@ import { blake2b } from "@noble/hashes/blake2";
  * @returns The 32-byte digest.
  */
 export function blake2b256(...parts: Uint8Array[]): Uint8Array {
-  return blake2b(concatBytes(parts), { dkLen: 32 });
+  return blake2b(parts.length === 1 ? parts[0]! : concatBytes(parts), {
+    dkLen: 32,
+  });
 }
 
 /**
@@ -23,18 +26,7 @@ export function blake2b256(...parts: Uint8Array[]): Uint8Array {
  * @returns The 64-byte digest.
  */
 export function blake2b512(...parts: Uint8Array[]): Uint8Array {
-  return blake2b(concatBytes(parts), { dkLen: 64 });
-}
-
-function concatBytes(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1 && parts[0] !== undefined) return parts[0];
-  let total = 0;
-  for (const p of parts) total += p.length;
-  const out = new Uint8Array(total);
-  let pos = 0;
-  for (const p of parts) {
-    out.set(p, pos);
-    pos += p.length;
-  }
-  return out;
+  return blake2b(parts.length === 1 ? parts[0]! : concatBytes(parts), {
+    dkLen: 64,
+  });
 }

@@ -16,14 +16,14 @@ import { decodeCborMaps, encodeCbor } from "../lib/cbor.ts";
 import { blake2b256, blake2b512 } from "./_blake2b.ts";
 import {
   bytesEqual,
-  concat,
+  concatBytes,
   readU32Be,
   readU64Le,
   toHex,
   u32Be,
   utf8,
   writeU64Le,
-} from "./_util.ts";
+} from "../lib/_bytes.ts";
 
 /** Length of a message box index. */
 export const INDEX_LENGTH = 104;
@@ -90,8 +90,8 @@ export function fakeKeypair(seed: Uint8Array): FakeKeypair {
   index.set(blake2b512(label("index-a"), s), 8);
   index.set(blake2b256(label("index-b"), s), 72);
   return {
-    writeCap: concat(secret, pub, index),
-    readCap: concat(pub, index),
+    writeCap: concatBytes([secret, pub, index]),
+    readCap: concatBytes([pub, index]),
     firstMessageIndex: index,
   };
 }
@@ -351,7 +351,7 @@ export const FLAG_FINAL = 0x02;
 
 /** Serialises envelopes into the copy-stream byte stream. */
 export function serializeEnvelopes(envelopes: Uint8Array[]): Uint8Array {
-  return concat(...envelopes.flatMap((e) => [u32Be(e.length), e]));
+  return concatBytes(envelopes.flatMap((e) => [u32Be(e.length), e]));
 }
 
 /** Residual builder state carried in the `buffer` field. */
@@ -367,7 +367,10 @@ export function encodeBuffer(state: BuilderState): Uint8Array {
   if (state.pending.length === 0 && !state.startPending) {
     return new Uint8Array();
   }
-  return concat(new Uint8Array([state.startPending ? 1 : 0]), state.pending);
+  return concatBytes([
+    new Uint8Array([state.startPending ? 1 : 0]),
+    state.pending,
+  ]);
 }
 
 /** Decodes a `buffer`; null when malformed. */
@@ -424,7 +427,7 @@ export function cutElements(
 }
 
 function element(flags: number, data: Uint8Array): Uint8Array {
-  return concat(new Uint8Array([flags]), u32Be(data.length), data);
+  return concatBytes([new Uint8Array([flags]), u32Be(data.length), data]);
 }
 
 /** A parsed copy-stream element. */
@@ -569,10 +572,10 @@ export function mutateReadCap(
   readCap: Uint8Array,
   salt: Uint8Array,
 ): Uint8Array {
-  return concat(
+  return concatBytes([
     mutatedPublic(readCap.subarray(0, 32), salt),
     readCap.subarray(32),
-  );
+  ]);
 }
 
 /** Salts a write cap; its read half equals `mutateReadCap` of its read half. */
@@ -580,9 +583,9 @@ export function mutateWriteCap(
   writeCap: Uint8Array,
   salt: Uint8Array,
 ): Uint8Array {
-  return concat(
+  return concatBytes([
     blake2b256(label("mutate-secret"), writeCap.subarray(0, 32), salt),
     mutatedPublic(writeCap.subarray(32, 64), salt),
     writeCap.subarray(64),
-  );
+  ]);
 }

@@ -8,7 +8,7 @@
 import { encodeCbor } from "../lib/cbor.ts";
 import { blake2b256 } from "./_blake2b.ts";
 import { encodeOrdered } from "./_wire.ts";
-import { utf8 } from "./_util.ts";
+import { utf8 } from "../lib/_bytes.ts";
 
 /**
  * The Sphinx geometry as it travels in `connection_status_event`

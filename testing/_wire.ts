@@ -8,6 +8,7 @@
  */
 import { decodeCborMaps, encodeCbor } from "../lib/cbor.ts";
 import { encodeFrame } from "../lib/framing.ts";
+import { concatBytes } from "../lib/_bytes.ts";
 
 // ---------------------------------------------------------------------------
 // Ordered encoding
@@ -130,15 +131,7 @@ export function encodeOrdered(value: unknown): Uint8Array {
     }
   };
   walk(value);
-  let total = 0;
-  for (const p of parts) total += p.length;
-  const out = new Uint8Array(total);
-  let pos = 0;
-  for (const p of parts) {
-    out.set(p, pos);
-    pos += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 // ---------------------------------------------------------------------------

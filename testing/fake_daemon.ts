@@ -68,15 +68,9 @@ import {
   type RequestKind,
   responseBody,
 } from "./_wire.ts";
-import {
-  bytesEqual,
-  concat,
-  delay,
-  fromUtf8,
-  Notifier,
-  Rng,
-  toHex,
-} from "./_util.ts";
+import { bytesEqual, concatBytes, fromUtf8, toHex } from "../lib/_bytes.ts";
+import { delay, Notifier } from "../lib/_async.ts";
+import { Rng } from "./_util.ts";
 
 /**
  * A request variant name as it appears on the wire (`new_keypair`, …).
@@ -1235,7 +1229,7 @@ export class FakeDaemon implements AsyncDisposable {
         queueMicrotask(() => {
           const frames = conn.pendingCoalesce ?? [];
           conn.pendingCoalesce = null;
-          if (frames.length > 0) this.#writeChunks(conn, [concat(...frames)]);
+          if (frames.length > 0) this.#writeChunks(conn, [concatBytes(frames)]);
         });
       }
       conn.pendingCoalesce.push(frame);
@@ -1951,7 +1945,7 @@ export class FakeDaemon implements AsyncDisposable {
     extra: Record<string, unknown>,
   ): Record<string, unknown> {
     const { elements, rest } = cutElements(
-      concat(pending, serializeEnvelopes(envelopes)),
+      concatBytes([pending, serializeEnvelopes(envelopes)]),
       startPending,
       false,
       isLast,
@@ -2253,7 +2247,7 @@ export class FakeDaemon implements AsyncDisposable {
       index = fakeNextIndex(index);
     }
     if (!final) return failed(1);
-    const envelopes = splitEnvelopes(concat(...data));
+    const envelopes = splitEnvelopes(concatBytes(data));
     if (envelopes === null) return failed(5);
     for (const [i, bytes] of envelopes.entries()) {
       const env = decodeDestinationEnvelope(bytes);

@@ -1,6 +1,7 @@
 // Tests of the pigeonhole-cp CLI (cli/pigeonhole_cp.ts) against the fake
 // daemon over TCP: every subcommand, upstream format compatibility, resume,
 // cancellation, progress, and every bad input → one line + its exit code.
+import { concatBytes } from "../lib/_bytes.ts";
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { decodeCbor, encodeCbor } from "../lib/cbor.ts";
@@ -203,16 +204,6 @@ function boxesOf(
   return out;
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 /** Writes `header ‖ data` in upstream's direct-mode layout. */
 function putUpstream(
   h: Harness,
@@ -222,7 +213,7 @@ function putUpstream(
   options: { boxes?: number } = {},
 ): { readCap: Uint8Array; index: Uint8Array } {
   const pair = fakeKeypair(new Uint8Array(32).fill(seed));
-  const stream = concat([header, data]);
+  const stream = concatBytes([header, data]);
   let at: Uint8Array = pair.firstMessageIndex;
   let n = 0;
   for (let off = 0; off < stream.length; off += MAX) {
@@ -240,7 +231,7 @@ function putUpstream(
 Deno.test("cborItemLength() measures definite and indefinite items", () => {
   const h = encodeHeader({ name: "a.bin", size: 5, sha256: null });
   assert.equal(
-    cborItemLength(concat([h, new Uint8Array([1, 2, 3])])),
+    cborItemLength(concatBytes([h, new Uint8Array([1, 2, 3])])),
     h.length,
   );
   // {_ "name": "ab", "size": 1 } (indefinite map) + one byte of file
@@ -297,7 +288,9 @@ Deno.test("encodeHeader() writes upstream's keys first and decodeHeader() round-
     bytes.subarray(0, upstream.length).subarray(1),
     upstream.subarray(1),
   );
-  const { header, rest } = decodeHeader(concat([bytes, new Uint8Array([7])]));
+  const { header, rest } = decodeHeader(
+    concatBytes([bytes, new Uint8Array([7])]),
+  );
   assert.deepEqual(header, { name: "f.txt", size: 70000, sha256: digest });
   assert.deepEqual([...rest], [7]);
 });
@@ -697,7 +690,7 @@ Deno.test("pigeonhole-cp send: the stream layout is upstream's (header in box 0,
   assert.equal(header.name, "u.bin");
   assert.equal(header.size, 5000);
   assert.deepEqual(header.sha256, await sha256(data));
-  assert.deepEqual(concat(boxes).subarray(headerLength), data);
+  assert.deepEqual(concatBytes(boxes).subarray(headerLength), data);
 });
 
 Deno.test("pigeonhole-cp send: copy mode writes header ‖ file into the destination boxes", async () => {
@@ -714,7 +707,7 @@ Deno.test("pigeonhole-cp send: copy mode writes header ‖ file into the destina
     path,
   ]);
   assert.equal(s.code, 0, s.stderr);
-  const all = concat(boxesOf(h, pair.readCap, pair.firstMessageIndex, 10));
+  const all = concatBytes(boxesOf(h, pair.readCap, pair.firstMessageIndex, 10));
   const end = cborItemLength(all);
   assert.deepEqual(decodeHeader(all).header.size, 4096);
   assert.deepEqual(all.subarray(end), data);
@@ -755,7 +748,7 @@ Deno.test("pigeonhole-cp receive ignores bytes after the announced size", async 
     h,
     22,
     encodeHeader({ name: "t.bin", size: 100, sha256: await sha256(data) }),
-    concat([data, new Uint8Array([1, 2, 3])]),
+    concatBytes([data, new Uint8Array([1, 2, 3])]),
   );
   const r = await h.run([
     "receive",
@@ -836,7 +829,7 @@ Deno.test("pigeonhole-cp receive exits 7 on an unsafe name, a malformed header, 
   h.daemon.putBox(
     pair.writeCap,
     pair.firstMessageIndex,
-    concat([header, random(MAX - header.length)]),
+    concatBytes([header, random(MAX - header.length)]),
   );
   h.daemon.putBox(
     pair.writeCap,
@@ -1077,7 +1070,7 @@ Deno.test("pigeonhole-cp receive --idle-timeout exits 124 when the sender stops,
     sha256: await sha256(data),
   });
   const pair = fakeKeypair(new Uint8Array(32).fill(61));
-  const stream = concat([header, data]);
+  const stream = concatBytes([header, data]);
   const idx = (k: number) => fakeNextIndex(pair.firstMessageIndex, k)!;
   for (let k = 0; k < 2; k++) {
     h.daemon.putBox(
@@ -1566,7 +1559,7 @@ Deno.test("pigeonhole-cp receive does not write through a link put in place of i
   const keyFile = args[args.indexOf("-r") + 1]!.slice("file:".length);
   const k = JSON.parse(await Deno.readTextFile(keyFile));
   const unb64 = (t: string) => Uint8Array.from(atob(t), (c) => c.charCodeAt(0));
-  const id = await sha256(concat([
+  const id = await sha256(concatBytes([
     new TextEncoder().encode("pigeonhole-cp receive\0"),
     unb64(k.read_cap),
     unb64(k.first_index),

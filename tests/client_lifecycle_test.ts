@@ -2,7 +2,7 @@
 // waiting call, and a connection that breaks mid-stream.
 import assert from "node:assert/strict";
 import { ThinClient } from "../lib/client.ts";
-import { deferred } from "../lib/_deferred.ts";
+import { deferred } from "../lib/_async.ts";
 import {
   CancelledError,
   ClientClosedError,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { Conn } from "../lib/conn.ts";
-import { deferred } from "../lib/_deferred.ts";
+import { deferred } from "../lib/_async.ts";
 import { ConfigError, ConnectionError, ProtocolError } from "../lib/errors.ts";
 import { encodeFrame, FrameDecoder } from "../lib/framing.ts";
 import { TcpDialer, UnixDialer, WebSocketDialer } from "../transport/mod.ts";
