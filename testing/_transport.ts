@@ -1,12 +1,15 @@
 /**
- * Listeners and dialers of the fake daemon: TCP, Unix, WebSocket (each frame
- * sent as two binary messages, text messages closed with 1003) and an
- * in-memory pipe. Independent from transport/ on purpose.
+ * Listeners of the fake daemon: TCP, Unix, WebSocket (each frame sent as two
+ * binary messages, text messages closed with 1003) and an in-memory pipe.
+ * Only the daemon's side lives here: clients reach the socket listeners with
+ * the dialers of transport/ (TcpDialer, UnixDialer, WebSocketDialer), the
+ * memory listener with its own in-memory pipe.
  *
  * @module
  */
 import type { Conn, Dialer, DialOptions } from "../lib/conn.ts";
 import { ConnectionError } from "../lib/errors.ts";
+import { TcpDialer, UnixDialer, WebSocketDialer } from "../transport/mod.ts";
 
 /**
  * The transport a fake daemon listens on.
@@ -110,43 +113,6 @@ class DenoSocket implements ServerSocket {
   }
 }
 
-function wrapDenoConn(conn: Deno.Conn, remoteAddress: string): Conn {
-  let closed = false;
-  return {
-    readable: conn.readable,
-    writable: conn.writable,
-    remoteAddress,
-    close() {
-      if (closed) return;
-      closed = true;
-      swallow(() => conn.close());
-    },
-  };
-}
-
-async function dialDeno(
-  address: string,
-  signal: AbortSignal | undefined,
-  connect: () => Promise<Deno.Conn>,
-): Promise<Conn> {
-  signal?.throwIfAborted();
-  let conn: Deno.Conn;
-  try {
-    conn = await connect();
-  } catch (err) {
-    if (signal?.aborted) throw signal.reason;
-    throw new ConnectionError(`Cannot dial daemon at '${address}'`, {
-      cause: err,
-    });
-  }
-  if (signal?.aborted) {
-    swallow(() => conn.close());
-    throw signal.reason;
-  }
-  noDelay(conn);
-  return wrapDenoConn(conn, address);
-}
-
 class DenoListener implements FakeListener {
   readonly address: string;
   readonly dialer: Dialer;
@@ -219,15 +185,7 @@ function listenTcp(
   const first = Deno.listen({ hostname: "127.0.0.1", port: options.port ?? 0 });
   const port = (first.addr as Deno.NetAddr).port;
   const address = `127.0.0.1:${port}`;
-  const dialer: Dialer = {
-    address: `tcp ${address}`,
-    dial: (opts?: DialOptions) =>
-      dialDeno(
-        `tcp ${address}`,
-        opts?.signal,
-        () => Deno.connect({ hostname: "127.0.0.1", port }),
-      ),
-  };
+  const dialer = new TcpDialer({ address });
   return Promise.resolve(
     new DenoListener(
       address,
@@ -258,15 +216,7 @@ async function listenUnix(
   const open = () =>
     Deno.listen({ transport: "unix", path: osPath }) as Deno.Listener;
   const first = open();
-  const dialer: Dialer = {
-    address: `unix ${socketPath}`,
-    dial: (opts?: DialOptions) =>
-      dialDeno(
-        `unix ${socketPath}`,
-        opts?.signal,
-        () => Deno.connect({ transport: "unix", path: osPath }),
-      ),
-  };
+  const dialer = new UnixDialer({ address: socketPath });
   return new DenoListener(
     socketPath,
     dialer,
@@ -356,51 +306,6 @@ class WsServerSocket implements ServerSocket {
   }
 }
 
-function wsClientConn(ws: WebSocket, address: string): Conn {
-  let closed = false;
-  const close = () => {
-    if (closed) return;
-    closed = true;
-    swallow(() => ws.close(1000));
-  };
-  const readable = new ReadableStream<Uint8Array>({
-    start(controller) {
-      let done = false;
-      const finish = () => {
-        if (done) return;
-        done = true;
-        swallow(() => controller.close());
-      };
-      ws.addEventListener("message", (e: MessageEvent) => {
-        if (done) return;
-        if (typeof e.data === "string") {
-          done = true;
-          controller.error(
-            new ConnectionError("Cannot read: text websocket message"),
-          );
-          swallow(() => ws.close(1003));
-          return;
-        }
-        controller.enqueue(new Uint8Array(e.data as ArrayBuffer));
-      });
-      ws.addEventListener("close", finish);
-      ws.addEventListener("error", finish);
-    },
-    cancel: close,
-  });
-  const writable = new WritableStream<Uint8Array>({
-    write(chunk) {
-      if (ws.readyState !== WebSocket.OPEN) {
-        throw new ConnectionError("Cannot write: websocket closed");
-      }
-      ws.send(chunk);
-    },
-    close,
-    abort: close,
-  });
-  return { readable, writable, remoteAddress: address, close };
-}
-
 function listenWs(
   onAccept: (socket: ServerSocket) => void,
   options: ListenOptions,
@@ -429,31 +334,7 @@ function listenWs(
   };
   let current: ReturnType<typeof serve> | null = serve();
   const url = `ws://127.0.0.1:${port}/`;
-  const dialer: Dialer = {
-    address: `ws ${url}`,
-    async dial(opts?: DialOptions): Promise<Conn> {
-      const signal = opts?.signal;
-      signal?.throwIfAborted();
-      const ws = new WebSocket(url);
-      ws.binaryType = "arraybuffer";
-      await new Promise<void>((resolve, reject) => {
-        const onAbort = () => {
-          swallow(() => ws.close());
-          reject(signal?.reason);
-        };
-        signal?.addEventListener("abort", onAbort, { once: true });
-        ws.addEventListener("open", () => {
-          signal?.removeEventListener("abort", onAbort);
-          resolve();
-        }, { once: true });
-        ws.addEventListener("error", () => {
-          signal?.removeEventListener("abort", onAbort);
-          reject(new ConnectionError(`Cannot dial daemon at 'ws ${url}'`));
-        }, { once: true });
-      });
-      return wsClientConn(ws, `ws ${url}`);
-    },
-  };
+  const dialer = new WebSocketDialer({ address: url });
   const stop = async () => {
     const c = current;
     if (c === null) return;
