@@ -158,6 +158,28 @@ export function boxKey(stream: Uint8Array, index: Uint8Array): string {
   return `${toHex(stream)}/${toHex(index)}`;
 }
 
+/**
+ * The box key of a box addressed by a write or read cap and an index.
+ *
+ * @throws {RangeError} When the cap or index has the wrong length.
+ */
+export function boxKeyOfCap(cap: Uint8Array, index: Uint8Array): string {
+  let stream: Uint8Array;
+  if (cap.length === WRITE_CAP_LENGTH) stream = streamOfWriteCap(cap);
+  else if (cap.length === READ_CAP_LENGTH) stream = streamOfReadCap(cap);
+  else {
+    throw new RangeError(
+      `Cannot address box: cap length ${cap.length} is neither ${WRITE_CAP_LENGTH} nor ${READ_CAP_LENGTH}`,
+    );
+  }
+  if (index.length !== 104) {
+    throw new RangeError(
+      `Cannot address box: index length ${index.length} is not 104`,
+    );
+  }
+  return boxKey(stream, index);
+}
+
 // ---------------------------------------------------------------------------
 // Box store
 
