@@ -11,6 +11,7 @@ import { bytesEqual, concatBytes, toHex } from "../lib/_bytes.ts";
 import { blake2b256 } from "./_blake2b.ts";
 import {
   boxKey,
+  type BoxStore,
   decodeDestinationEnvelope,
   decodeQuery,
   fakeNextIndex,
@@ -21,7 +22,7 @@ import {
   streamOfReadCap,
   streamOfWriteCap,
 } from "./_pigeonhole.ts";
-import type { SessionHub } from "./_sessions.ts";
+import type { MixnetJob, SessionHub } from "./_sessions.ts";
 import type {
   ArqOp,
   ConnState,
@@ -29,8 +30,7 @@ import type {
   Courier,
   Session,
 } from "./_state.ts";
-import type { ReceivedRequest } from "./_types.ts";
-import { bytesOrNull, type DecodedRequest, responseBody } from "./_wire.ts";
+import { bytesOrNull, responseBody } from "./_wire.ts";
 
 const MAX_COPY_BOXES = 65536;
 const START_ENC = "start_resending_encrypted_message_reply";
@@ -97,7 +97,6 @@ function finishOp(
 interface StartSpec {
   kind: ArqOp["kind"];
   variant: string;
-  queryId: Uint8Array | null;
   valid: boolean;
   key: string | null;
   courier: Courier;
@@ -118,14 +117,12 @@ interface Started {
  * Returns `null` when that already ended the operation.
  */
 async function startOp(
-  hub: SessionHub,
-  session: Session,
-  req: DecodedRequest,
-  rec: ReceivedRequest,
+  { hub, session, req, rec }: MixnetJob,
   spec: StartSpec,
 ): Promise<Started | null> {
   const state = hub.state;
-  const { variant, queryId, valid } = spec;
+  const { variant, valid } = spec;
+  const queryId = req.fields["query_id"] as Uint8Array | null;
   const check = valid ? state.doc === null ? 4 : 0 : 3;
   if (!state.scripts.has(req.kind) && check !== 0) {
     hub.deliver(
@@ -160,24 +157,17 @@ async function startOp(
 }
 
 /** Runs `start_resending_encrypted_message` (after the mixnet FIFO). */
-export async function startEncrypted(
-  hub: SessionHub,
-  session: Session,
-  req: DecodedRequest,
-  rec: ReceivedRequest,
-): Promise<void> {
-  const state = hub.state;
-  const f = req.fields;
-  const queryId = f["query_id"] as Uint8Array | null;
+export async function startEncrypted(job: MixnetJob): Promise<void> {
+  const state = job.hub.state;
+  const f = job.req.fields;
   const hash = f["envelope_hash"] as Uint8Array | null;
-  const valid = queryId !== null && hash !== null &&
+  const valid = f["query_id"] !== null && hash !== null &&
     nonEmpty(f["message_ciphertext"]) && nonEmpty(f["envelope_descriptor"]) &&
     ((f["read_cap"] === null) !== (f["write_cap"] === null));
   const courier = state.courier();
-  const started = await startOp(hub, session, req, rec, {
+  const started = await startOp(job, {
     kind: "encrypted",
     variant: START_ENC,
-    queryId,
     valid,
     key: valid ? toHex(hash) : null,
     courier,
@@ -251,24 +241,17 @@ export async function startEncrypted(
 }
 
 /** Runs `start_resending_copy_command` (after the mixnet FIFO). */
-export async function startCopy(
-  hub: SessionHub,
-  session: Session,
-  req: DecodedRequest,
-  rec: ReceivedRequest,
-): Promise<void> {
-  const state = hub.state;
-  const f = req.fields;
-  const queryId = f["query_id"] as Uint8Array | null;
+export async function startCopy(job: MixnetJob): Promise<void> {
+  const state = job.hub.state;
+  const f = job.req.fields;
   const cap = f["write_cap"] as Uint8Array | null;
   const pinnedHash = bytesOrNull(f["courier_identity_hash"]);
   const pinnedQueue = bytesOrNull(f["courier_queue_id"]);
   const key = cap === null ? null : toHex(blake2b256(cap));
-  const started = await startOp(hub, session, req, rec, {
+  const started = await startOp(job, {
     kind: "copy",
     variant: START_COPY,
-    queryId,
-    valid: queryId !== null && cap !== null,
+    valid: f["query_id"] !== null && cap !== null,
     key,
     courier: pinnedHash !== null && nonEmpty(pinnedQueue)
       ? { hash: pinnedHash, queue: pinnedQueue }
@@ -280,7 +263,7 @@ export async function startCopy(
   if (started.op.done) return;
   let result = state.copyResults.get(key);
   if (result === undefined) {
-    result = executeCopy(hub, cap);
+    result = executeCopy(state.boxes, cap);
     state.copyResults.set(key, result);
   }
   started.finish({
@@ -291,8 +274,7 @@ export async function startCopy(
 }
 
 /** Reads the temporary stream, applies its envelopes, tombstones it. */
-function executeCopy(hub: SessionHub, cap: Uint8Array): CopyResult {
-  const boxes = hub.state.boxes;
+function executeCopy(boxes: BoxStore, cap: Uint8Array): CopyResult {
   const failed = (replica: number, index = 0): CopyResult => ({
     code: 26,
     replica,

@@ -1,39 +1,14 @@
 /**
  * The fake daemon's legacy messaging: `send_message` with its
- * `message_sent_event`, the echo service's `message_reply_event`, and the
- * replies kept for a session while its client is away.
+ * `message_sent_event` and the echo service's `message_reply_event` (the
+ * hub keeps them for a session while its client is away).
  *
  * @module
  */
 import { delay } from "../lib/_async.ts";
 import { bytesEqual, fromUtf8 } from "../lib/_bytes.ts";
-import type { SessionHub } from "./_sessions.ts";
-import type { Session } from "./_state.ts";
-import type { ReceivedRequest } from "./_types.ts";
-import { bytesOrNull, type DecodedRequest, responseBody } from "./_wire.ts";
-
-/**
- * Delivers a legacy message to the session's connection. While the client is
- * away, replies and garbage-collection notices are kept (up to
- * `maxQueuedReplies`) for the resume; anything else is dropped.
- */
-export function deliverLegacy(
-  hub: SessionHub,
-  session: Session,
-  variant: string,
-  body: Record<string, unknown>,
-): void {
-  if (session.destroyed) return;
-  if (session.conn !== null) {
-    hub.send(session.conn, variant, body);
-    return;
-  }
-  const queueable = variant === "message_reply_event" ||
-    variant === "message_id_garbage_collected";
-  if (queueable && session.queued.length < hub.state.maxQueued) {
-    session.queued.push([variant, body]);
-  }
-}
+import type { MixnetJob, SessionHub } from "./_sessions.ts";
+import { bytesOrNull, responseBody } from "./_wire.ts";
 
 /** Why kpclientd would refuse to send, or `null`. */
 function sendError(
@@ -59,12 +34,8 @@ function sendError(
 }
 
 /** Runs `send_message` (after the mixnet FIFO), with the echo service. */
-export async function sendMessage(
-  hub: SessionHub,
-  session: Session,
-  req: DecodedRequest,
-  rec: ReceivedRequest,
-): Promise<void> {
+export async function sendMessage(job: MixnetJob): Promise<void> {
+  const { hub, session, req, rec } = job;
   const state = hub.state;
   const lifetime = state.lifetime.signal;
   const f = req.fields;
@@ -72,8 +43,7 @@ export async function sendMessage(
   const action = await state.scripts.resolve(req.kind, rec, lifetime);
   const sentAt = Math.floor(state.now() / 1000);
   const sent = (values: Record<string, unknown>) =>
-    deliverLegacy(
-      hub,
+    hub.deliverOrQueue(
       session,
       "message_sent_event",
       responseBody("message_sent_event", { ...ids, ...values }),
@@ -113,8 +83,7 @@ export async function sendMessage(
     Math.max(state.sphinx.ForwardPayloadLength, payload.length),
   );
   padded.set(payload);
-  deliverLegacy(
-    hub,
+  hub.deliverOrQueue(
     session,
     "message_reply_event",
     responseBody("message_reply_event", {

@@ -344,25 +344,28 @@ function voucherMint({ state, f }: LocalContext): Fields {
     publicKey,
   );
   const voucher = blake2b256(payload);
-  const stream = voucherStream(voucher);
   return {
     "voucher": voucher,
     "voucher_payload": payload,
-    "voucher_write_cap": stream.writeCap,
-    "voucher_read_cap": stream.readCap,
+    ...voucherCaps(voucher),
     "voucher_secret_key": secret,
     "voucher_public_key": publicKey,
+  };
+}
+
+/** The caps of a voucher's stream. */
+function voucherCaps(voucher: Uint8Array): Fields {
+  const stream = voucherStream(voucher);
+  return {
+    "voucher_write_cap": stream.writeCap,
+    "voucher_read_cap": stream.readCap,
   };
 }
 
 function voucherDeriveStream({ f }: LocalContext): Fields {
   const voucher = bytesOrNull(f["voucher"]);
   if (voucher === null || voucher.length !== 32) return err(3);
-  const stream = voucherStream(voucher);
-  return {
-    "voucher_write_cap": stream.writeCap,
-    "voucher_read_cap": stream.readCap,
-  };
+  return voucherCaps(voucher);
 }
 
 function voucherInduct({ state, f }: LocalContext): Fields {
@@ -377,13 +380,11 @@ function voucherInduct({ state, f }: LocalContext): Fields {
   if (!parsed.ok) return err(parsed.code);
   if (parsed.messageReadCap.length !== READ_CAP_LENGTH) return err(3);
   const salt = state.rng.bytes(32);
-  const stream = voucherStream(voucher);
   return {
     "display_name": parsed.displayName,
     "mutated_message_read_cap": mutateReadCap(parsed.messageReadCap, salt),
     "sealed_reply": sealReply(parsed.publicKey, whoReply, salt),
-    "voucher_write_cap": stream.writeCap,
-    "voucher_read_cap": stream.readCap,
+    ...voucherCaps(voucher),
     "salt": salt,
   };
 }

@@ -24,6 +24,18 @@ import {
   responseBody,
 } from "./_wire.ts";
 
+/** A mixnet request that left a connection's FIFO, with what runs it. */
+export interface MixnetJob {
+  /** The hub. */
+  readonly hub: SessionHub;
+  /** The session of the connection that sent it, at dispatch. */
+  readonly session: Session;
+  /** The decoded request. */
+  readonly req: DecodedRequest;
+  /** Its record. */
+  readonly rec: ReceivedRequest;
+}
+
 /** Where the hub hands the requests it does not handle itself. */
 export interface RequestHandlers {
   /** A local request, on the connection's reader (it blocks the reader). */
@@ -33,11 +45,7 @@ export interface RequestHandlers {
     rec: ReceivedRequest,
   ): Promise<void>;
   /** A mixnet request leaving the FIFO (tracked, not awaited). */
-  mixnet(
-    session: Session,
-    req: DecodedRequest,
-    rec: ReceivedRequest,
-  ): Promise<void>;
+  mixnet(job: MixnetJob): Promise<void>;
 }
 
 /** The connections, sessions and received requests of one fake daemon. */
@@ -180,6 +188,28 @@ export class SessionHub {
   async flush(conn: ConnState): Promise<void> {
     await Promise.resolve();
     await conn.writeChain;
+  }
+
+  /**
+   * Delivers a legacy message to the session's connection. While the client
+   * is away, replies and garbage-collection notices are kept (up to
+   * `maxQueuedReplies`) for the resume; anything else is dropped.
+   */
+  deliverOrQueue(
+    session: Session,
+    variant: string,
+    body: Record<string, unknown>,
+  ): void {
+    if (session.destroyed) return;
+    if (session.conn !== null) {
+      this.send(session.conn, variant, body);
+      return;
+    }
+    const queueable = variant === "message_reply_event" ||
+      variant === "message_id_garbage_collected";
+    if (queueable && session.queued.length < this.state.maxQueued) {
+      session.queued.push([variant, body]);
+    }
   }
 
   /** Sends to the connection serving a session, if any. */
@@ -429,7 +459,10 @@ export class SessionHub {
       conn.queueChanged.notify();
       // empty requests are dropped at dispatch
       if (item === undefined || item.req.kind === "empty") continue;
-      state.track(this.#handlers.mixnet(conn.session, item.req, item.rec));
+      const { req, rec } = item;
+      state.track(
+        this.#handlers.mixnet({ hub: this, session: conn.session, req, rec }),
+      );
     }
   }
 

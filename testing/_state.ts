@@ -1,8 +1,9 @@
 /**
- * The state the parts of the fake daemon share: its configuration, the
- * replicas' box store, the couriers' copy results, the PKI documents, the
- * mixnet connectivity, the scripts and the background tasks; and the records
- * of one client connection, one session and one ARQ operation.
+ * The options of the fake daemon and the state its parts share: its
+ * configuration, the replicas' box store, the couriers' copy results, the PKI
+ * documents, the mixnet connectivity, the scripts and the background tasks;
+ * and the records of one client connection, one session and one ARQ
+ * operation.
  *
  * @module
  */
@@ -20,15 +21,73 @@ import {
   type WirePigeonholeGeometry,
   type WireSphinxGeometry,
 } from "./_pki.ts";
-import { initialFaults, ScriptTable } from "./_scripting.ts";
+import {
+  type FakeDaemonFaults,
+  initialFaults,
+  ScriptTable,
+} from "./_scripting.ts";
 import type { FakeTransport, ServerSocket } from "./_transport.ts";
-import type {
-  FakeDaemonFaults,
-  FakeDaemonOptions,
-  ReceivedRequest,
-} from "./_types.ts";
+import type { ReceivedRequest } from "./_types.ts";
 import type { Rng } from "./_util.ts";
 import type { DecodedRequest } from "./_wire.ts";
+
+/**
+ * Options of {@linkcode FakeDaemon.start}.
+ *
+ * @example Usage
+ * ```ts
+ * import type { FakeDaemonOptions } from "@katzenpost/thinclient/testing";
+ * const options: FakeDaemonOptions = { transport: "memory", gracePeriodMs: 200 };
+ * ```
+ */
+export interface FakeDaemonOptions {
+  /** Where to listen. @default "tcp" (127.0.0.1, any free port) */
+  transport?: FakeTransport;
+  /** TCP/WebSocket port. @default 0 (any free port) */
+  port?: number;
+  /**
+   * Unix socket path, or `@name` for a Linux abstract socket (a NUL byte and
+   * the name, exact length, as Go binds it).
+   * @default a socket in a new temporary directory
+   */
+  path?: string;
+  /** Send Go full-form envelopes (all 25 keys, unused ones null). @default true */
+  goFullForm?: boolean;
+  /** The daemon's 16-byte instance token. @default 16 seeded random bytes */
+  instanceToken?: Uint8Array;
+  /** Initial mixnet connectivity (`is_connected`). @default true */
+  connected?: boolean;
+  /** Sphinx geometry sent in status events. @default DEFAULT_SPHINX_GEOMETRY */
+  sphinxGeometry?: Readonly<WireSphinxGeometry>;
+  /** Pigeonhole geometry sent in status events. @default DEFAULT_PIGEONHOLE_GEOMETRY */
+  pigeonholeGeometry?: Readonly<WirePigeonholeGeometry>;
+  /** Current PKI document; `null` = none (frame #2 null, encrypt → 4, get → 10). @default buildPkiDocument() */
+  pkiDocument?: FakePkiDocument | null;
+  /** `get_directory_authorities` answer; `null` or empty → error 10. @default buildDirectoryAuthorities() */
+  directoryAuthorities?: readonly FakeDirectoryAuthority[] | null;
+  /** How long a disconnected session with a token survives. @default 600000 */
+  gracePeriodMs?: number;
+  /** Release delay of each request in the per-connection mixnet FIFO. @default 0 */
+  mixnetDelayMs?: number;
+  /** Capacity of the mixnet FIFO; the reader stalls when it is full. @default 16 */
+  mixnetQueueCapacity?: number;
+  /** Delay between dispatch and the terminal reply of `start_resending_encrypted_message`. @default 0 */
+  arqDelayMs?: number;
+  /** Delay between dispatch and the reply of `start_resending_copy_command`. @default 0 */
+  copyDelayMs?: number;
+  /** Delay between `message_sent_event` and the echo service's reply. @default 0 */
+  echoDelayMs?: number;
+  /** `reply_eta` of `message_sent_event`, in nanoseconds. @default 1500000000 */
+  replyEtaNs?: number;
+  /** Legacy replies kept for a disconnected session. @default 1000 */
+  maxQueuedReplies?: number;
+  /** Clock for `sent_at`, in milliseconds. @default Date.now */
+  now?: () => number;
+  /** Seed of every random value the daemon makes. @default a per-process counter */
+  seed?: number;
+  /** Initial fault switches. */
+  faults?: Partial<FakeDaemonFaults>;
+}
 
 /** A mixnet request waiting in a connection's FIFO. */
 export interface Queued {

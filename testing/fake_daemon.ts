@@ -13,7 +13,7 @@
 import type { Dialer } from "../lib/conn.ts";
 import { encodeFrame, MAX_FRAME_SIZE } from "../lib/framing.ts";
 import { startCopy, startEncrypted } from "./_arq.ts";
-import { deliverLegacy, sendMessage } from "./_legacy.ts";
+import { sendMessage } from "./_legacy.ts";
 import { handleLocal } from "./_local_ops.ts";
 import { boxKeyOfCap, type FakeBox, WRITE_CAP_LENGTH } from "./_pigeonhole.ts";
 import type {
@@ -21,56 +21,52 @@ import type {
   WirePigeonholeGeometry,
   WireSphinxGeometry,
 } from "./_pki.ts";
-import { eventParts } from "./_scripting.ts";
-import { SessionHub } from "./_sessions.ts";
-import { DaemonState, type Session } from "./_state.ts";
+import {
+  eventParts,
+  type FakeDaemonFaults,
+  type FakeEvent,
+  type ScriptAction,
+  type ScriptHandler,
+  type ScriptOptions,
+} from "./_scripting.ts";
+import { type MixnetJob, SessionHub } from "./_sessions.ts";
+import { DaemonState, type FakeDaemonOptions } from "./_state.ts";
 import { type FakeListener, type FakeTransport, listen } from "./_transport.ts";
 import type {
   ConnectionTarget,
-  FakeDaemonFaults,
-  FakeDaemonOptions,
-  FakeEvent,
   FakeRequestKind,
   ReceivedRequest,
-  RestartOptions,
-  ScriptAction,
-  ScriptHandler,
-  ScriptOptions,
   WaitOptions,
 } from "./_types.ts";
 import { Rng } from "./_util.ts";
-import type { DecodedRequest } from "./_wire.ts";
 
-export type {
-  ConnectionTarget,
-  FakeDaemonFaults,
-  FakeDaemonOptions,
-  FakeEvent,
-  FakeRequestKind,
-  ReceivedRequest,
-  RestartOptions,
-  ScriptAction,
-  ScriptHandler,
-  ScriptOptions,
-  WaitOptions,
-} from "./_types.ts";
+/**
+ * Options of {@linkcode FakeDaemon.restart}.
+ *
+ * @example Usage
+ * ```ts
+ * import type { RestartOptions } from "@katzenpost/thinclient/testing";
+ * const options: RestartOptions = { graceful: true };
+ * ```
+ */
+export interface RestartOptions {
+  /** Send `shutdown_event` to every connection before closing it. @default false */
+  graceful?: boolean;
+  /** Pick a new instance token (a new daemon process). @default true */
+  newInstanceToken?: boolean;
+}
 
 let seedCounter = 0x5eed;
 
 /** Runs a mixnet request that left a connection's FIFO. */
-function runMixnet(
-  hub: SessionHub,
-  session: Session,
-  req: DecodedRequest,
-  rec: ReceivedRequest,
-): Promise<void> {
-  switch (req.kind) {
+function runMixnet(job: MixnetJob): Promise<void> {
+  switch (job.req.kind) {
     case "send_message":
-      return sendMessage(hub, session, req, rec);
+      return sendMessage(job);
     case "start_resending_encrypted_message":
-      return startEncrypted(hub, session, req, rec);
+      return startEncrypted(job);
     case "start_resending_copy_command":
-      return startCopy(hub, session, req, rec);
+      return startCopy(job);
     default:
       return Promise.resolve();
   }
@@ -167,7 +163,7 @@ export class FakeDaemon implements AsyncDisposable {
     );
     const hub: SessionHub = new SessionHub(state, {
       local: (conn, req, rec) => handleLocal(hub, conn, req, rec),
-      mixnet: (session, req, rec) => runMixnet(hub, session, req, rec),
+      mixnet: runMixnet,
     });
     const listener = await listen(
       state.transport,
@@ -442,7 +438,7 @@ export class FakeDaemon implements AsyncDisposable {
     const [variant, body] = eventParts(event, () => this.#state.statusBody());
     const session = this.#hub.session(clientInstanceToken);
     if (session === undefined) return false;
-    deliverLegacy(this.#hub, session, variant, body);
+    this.#hub.deliverOrQueue(session, variant, body);
     return true;
   }
 

@@ -20,19 +20,21 @@
  * @module
  */
 export { FakeDaemon } from "./fake_daemon.ts";
+export type { RestartOptions } from "./fake_daemon.ts";
+export type { FakeDaemonOptions } from "./_state.ts";
 export type {
-  ConnectionTarget,
   FakeDaemonFaults,
-  FakeDaemonOptions,
   FakeEvent,
-  FakeRequestKind,
-  ReceivedRequest,
-  RestartOptions,
   ScriptAction,
   ScriptHandler,
   ScriptOptions,
+} from "./_scripting.ts";
+export type {
+  ConnectionTarget,
+  FakeRequestKind,
+  ReceivedRequest,
   WaitOptions,
-} from "./fake_daemon.ts";
+} from "./_types.ts";
 export type { FakeTransport } from "./_transport.ts";
 export {
   buildDirectoryAuthorities,
