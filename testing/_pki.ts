@@ -90,6 +90,7 @@ export interface WirePigeonholeGeometry {
  */
 export const DEFAULT_SPHINX_GEOMETRY: Readonly<WireSphinxGeometry> = Object
   .freeze({
+    // Keys in Go declaration order: orderedSphinxGeometry follows it.
     PacketLength: 3082,
     NrHops: 5,
     HeaderLength: 476,
@@ -118,6 +119,7 @@ export const DEFAULT_SPHINX_GEOMETRY: Readonly<WireSphinxGeometry> = Object
  */
 export const DEFAULT_PIGEONHOLE_GEOMETRY: Readonly<WirePigeonholeGeometry> =
   Object.freeze({
+    // Keys in Go declaration order: orderedPigeonholeGeometry follows it.
     MaxPlaintextPayloadLength: 1549,
     CourierQueryReadLength: 2000,
     CourierQueryWriteLength: 2000,
@@ -127,41 +129,33 @@ export const DEFAULT_PIGEONHOLE_GEOMETRY: Readonly<WirePigeonholeGeometry> =
     SignatureSchemeName: "Ed25519",
   });
 
+/**
+ * Copies a geometry with its keys in Go declaration order, which is the key
+ * order of the default geometries above.
+ */
+function ordered<T extends object>(
+  g: Readonly<T>,
+  template: Readonly<T>,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(template) as (keyof T & string)[]) {
+    out[key] = g[key];
+  }
+  return out;
+}
+
 /** Orders a Sphinx geometry's keys as Go declares them. */
 export function orderedSphinxGeometry(
   g: Readonly<WireSphinxGeometry>,
 ): Record<string, unknown> {
-  return {
-    PacketLength: g.PacketLength,
-    NrHops: g.NrHops,
-    HeaderLength: g.HeaderLength,
-    RoutingInfoLength: g.RoutingInfoLength,
-    PerHopRoutingInfoLength: g.PerHopRoutingInfoLength,
-    SURBLength: g.SURBLength,
-    SphinxPlaintextHeaderLength: g.SphinxPlaintextHeaderLength,
-    PayloadTagLength: g.PayloadTagLength,
-    ForwardPayloadLength: g.ForwardPayloadLength,
-    UserForwardPayloadLength: g.UserForwardPayloadLength,
-    NextNodeHopLength: g.NextNodeHopLength,
-    SPRPKeyMaterialLength: g.SPRPKeyMaterialLength,
-    NIKEName: g.NIKEName,
-    KEMName: g.KEMName,
-  };
+  return ordered(g, DEFAULT_SPHINX_GEOMETRY);
 }
 
 /** Orders a Pigeonhole geometry's keys as Go declares them. */
 export function orderedPigeonholeGeometry(
   g: Readonly<WirePigeonholeGeometry>,
 ): Record<string, unknown> {
-  return {
-    MaxPlaintextPayloadLength: g.MaxPlaintextPayloadLength,
-    CourierQueryReadLength: g.CourierQueryReadLength,
-    CourierQueryWriteLength: g.CourierQueryWriteLength,
-    CourierQueryReplyReadLength: g.CourierQueryReplyReadLength,
-    CourierQueryReplyWriteLength: g.CourierQueryReplyWriteLength,
-    NIKEName: g.NIKEName,
-    SignatureSchemeName: g.SignatureSchemeName,
-  };
+  return ordered(g, DEFAULT_PIGEONHOLE_GEOMETRY);
 }
 
 /**
