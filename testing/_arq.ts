@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { delay } from "../lib/_async.ts";
+import { abortable, delay } from "../lib/_async.ts";
 import { bytesEqual, concatBytes, toHex } from "../lib/_bytes.ts";
 import { blake2b256 } from "./_blake2b.ts";
 import {
@@ -226,17 +226,15 @@ export async function startEncrypted(job: MixnetJob): Promise<void> {
     if (f["no_retry_on_box_id_not_found"] === true) {
       return finish({ "error_code": 1 });
     }
-    await new Promise<void>((resolve, reject) => {
-      const off = state.boxes.onWrite(key, () => {
-        signal.removeEventListener("abort", onAbort);
-        resolve();
-      });
-      const onAbort = () => {
-        off();
-        reject(signal.reason);
-      };
-      signal.addEventListener("abort", onAbort, { once: true });
+    let off = () => {};
+    const written = new Promise<void>((resolve) => {
+      off = state.boxes.onWrite(key, resolve);
     });
+    try {
+      await abortable(written, signal);
+    } finally {
+      off();
+    }
   }
 }
 

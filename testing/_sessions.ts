@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { delay, Notifier } from "../lib/_async.ts";
+import { abortable, delay, Notifier } from "../lib/_async.ts";
 import { concatBytes, toHex } from "../lib/_bytes.ts";
 import { encodeFrame, FrameDecoder, MAX_FRAME_SIZE } from "../lib/framing.ts";
 import type { DaemonState } from "./_state.ts";
@@ -380,10 +380,9 @@ export class SessionHub {
         const { value, done } = await reader.read();
         if (done) {
           if (this.state.faults.ignoreClientEof && !conn.closed) {
-            const signal = conn.abort.signal;
-            await new Promise((resolve) =>
-              signal.addEventListener("abort", resolve, { once: true })
-            );
+            // stay until the daemon closes the connection
+            await abortable(new Promise(() => {}), conn.abort.signal)
+              .catch(() => {});
           }
           return;
         }

@@ -10,6 +10,7 @@
 import type { Conn, Dialer, DialOptions } from "../lib/conn.ts";
 import { ConnectionError } from "../lib/errors.ts";
 import { TcpDialer, UnixDialer, WebSocketDialer } from "../transport/mod.ts";
+import { within } from "../lib/_async.ts";
 
 /**
  * The transport a fake daemon listens on.
@@ -339,18 +340,15 @@ function listenWs(
     const c = current;
     if (c === null) return;
     current = null;
-    const closing = [...sockets].map((s) =>
-      new Promise<void>((resolve) => {
-        if (s.readyState === WebSocket.CLOSED) return resolve();
-        const timer = setTimeout(resolve, 1000);
-        s.addEventListener("close", () => {
-          clearTimeout(timer);
-          resolve();
-        }, { once: true });
-        swallow(() => s.close(1001));
-      })
-    );
-    await Promise.all(closing);
+    // Each socket gets a second to finish its closing handshake.
+    await Promise.all([...sockets].map((s) => {
+      if (s.readyState === WebSocket.CLOSED) return;
+      const closed = new Promise((resolve) =>
+        s.addEventListener("close", resolve, { once: true })
+      );
+      swallow(() => s.close(1001));
+      return within(closed, 1000);
+    }));
     c.ac.abort();
     await c.server.finished;
   };

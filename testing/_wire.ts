@@ -8,7 +8,7 @@
  */
 import { encodeCbor } from "../lib/cbor.ts";
 import { encodeFrame } from "../lib/framing.ts";
-import { concatBytes } from "../lib/_bytes.ts";
+import { concatBytes, u32Be } from "../lib/_bytes.ts";
 
 export {
   bytesOrNull,
@@ -32,7 +32,7 @@ function head(major: number, n: number): Uint8Array {
   if (n < 0x10000) return new Uint8Array([m | 25, n >> 8, n & 0xff]);
   const out = new Uint8Array(5);
   out[0] = m | 26;
-  new DataView(out.buffer).setUint32(1, n, false);
+  out.set(u32Be(n), 1);
   return out;
 }
 

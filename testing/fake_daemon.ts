@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { u32Be } from "../lib/_bytes.ts";
 import type { Dialer } from "../lib/conn.ts";
 import { encodeFrame, MAX_FRAME_SIZE } from "../lib/framing.ts";
 import { startCopy, startEncrypted } from "./_arq.ts";
@@ -617,7 +618,7 @@ export class FakeDaemon implements AsyncDisposable {
    */
   sendOversizeFrame(target: ConnectionTarget = {}): void {
     const bytes = new Uint8Array(12);
-    new DataView(bytes.buffer).setUint32(0, MAX_FRAME_SIZE + 1, false);
+    bytes.set(u32Be(MAX_FRAME_SIZE + 1));
     this.sendRaw(bytes, target);
   }
 
@@ -638,7 +639,7 @@ export class FakeDaemon implements AsyncDisposable {
     target: ConnectionTarget = {},
   ): Promise<void> {
     const bytes = new Uint8Array(14);
-    new DataView(bytes.buffer).setUint32(0, 100, false);
+    bytes.set(u32Be(100));
     bytes.fill(0xa0, 4);
     const conns = this.#hub.targets(target);
     for (const conn of conns) this.#hub.writeChunks(conn, [bytes]);
