@@ -15,6 +15,7 @@ import {
   fakeKeypair,
   fakeNextIndex,
 } from "../testing/mod.ts";
+import { TcpDialer, UnixDialer, WebSocketDialer } from "../transport/mod.ts";
 import { blake2b256 } from "../testing/_blake2b.ts";
 import { RESPONSE_VARIANTS } from "../testing/_wire.ts";
 
@@ -326,6 +327,61 @@ Deno.test("FakeDaemon.setAccepting(false) refuses tcp dials until re-enabled", a
   await daemon.setAccepting(true);
   const client = await RawClient.open(daemon);
   await client.close();
+});
+
+Deno.test("FakeDaemon dials its socket listeners with the dialers of transport/", async () => {
+  const cases = [
+    ["tcp", TcpDialer],
+    ["unix", UnixDialer],
+    ["ws", WebSocketDialer],
+  ] as const;
+  for (const [transport, dialer] of cases) {
+    await using daemon = await FakeDaemon.start({ transport });
+    assert.ok(daemon.dialer instanceof dialer, transport);
+    const conn = await daemon.dialer.dial();
+    assert.equal(conn.remoteAddress, daemon.dialer.address);
+    conn.close();
+    await daemon.waitForConnections(0);
+  }
+});
+
+Deno.test("FakeDaemon.dialer names the refusal of a stopped tcp listener", async () => {
+  await using daemon = await FakeDaemon.start({ transport: "tcp" });
+  await daemon.setAccepting(false);
+  await assert.rejects(daemon.dialer.dial(), {
+    name: "ConnectionError",
+    message:
+      `Cannot dial daemon at 'tcp ${daemon.address}': Connection refused`,
+  });
+});
+
+Deno.test("FakeDaemon.getBox() and putBox() check cap and index lengths", async () => {
+  await withDaemon({}, (daemon) => {
+    const pair = fakeKeypair(SEED);
+    assert.throws(
+      () => daemon.getBox(new Uint8Array(100), pair.firstMessageIndex),
+      {
+        name: "RangeError",
+        message: "Cannot address box: cap length 100 is neither 168 nor 136",
+      },
+    );
+    assert.throws(() => daemon.getBox(pair.readCap, new Uint8Array(3)), {
+      name: "RangeError",
+      message: "Cannot address box: index length 3 is not 104",
+    });
+    assert.throws(
+      () => daemon.putBox(pair.readCap, pair.firstMessageIndex, SEED),
+      {
+        name: "RangeError",
+        message: "Cannot write box: write cap length 136 is not 168",
+      },
+    );
+    assert.equal(
+      daemon.getBox(pair.writeCap, pair.firstMessageIndex),
+      undefined,
+    );
+    return Promise.resolve();
+  });
 });
 
 Deno.test("FakeDaemon.setAccepting(false) refuses memory dials", async () => {
