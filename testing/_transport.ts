@@ -7,10 +7,10 @@
  *
  * @module
  */
+import { within } from "../lib/_async.ts";
 import type { Conn, Dialer, DialOptions } from "../lib/conn.ts";
 import { ConnectionError } from "../lib/errors.ts";
 import { TcpDialer, UnixDialer, WebSocketDialer } from "../transport/mod.ts";
-import { within } from "../lib/_async.ts";
 
 /**
  * The transport a fake daemon listens on.
