@@ -56,11 +56,17 @@ export interface PigeonholeCpDeps {
 
 /** The process as a command sees it. */
 export interface Io {
+  /** Results. */
   stdout: Output;
+  /** Progress, notes and errors. */
   stderr: Output;
+  /** Standard input. */
   stdin: ReadableStream<Uint8Array>;
+  /** An environment variable. */
   env(name: string): string | undefined;
+  /** Whether stderr is a terminal. */
   isTerminal: boolean;
+  /** Clock in milliseconds. */
   now(): number;
 }
 
