@@ -33,33 +33,41 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
-import type { ThinClient, ThinClientOptions } from "../lib/client.ts";
-import { _checkLoadedDial, type ThinClientConfig } from "../lib/config.ts";
-import { ConfigError } from "../lib/errors.ts";
+import type { ThinClient } from "../lib/client.ts";
 import type { Keypair } from "../lib/pigeonhole.ts";
 import { formatShareText } from "../persistent/models.ts";
-import { connect as connectDaemon, loadConfig } from "../transport/mod.ts";
-import {
-  loadReadSide,
-  loadWriteSide,
-  MAX_CAP_SOURCE,
-  type SourceContext,
-} from "./_caps_input.ts";
+import { connect as connectDaemon } from "../transport/mod.ts";
+import { loadReadSide, loadWriteSide } from "./_caps_input.ts";
 import type { CommandEnv } from "./_env.ts";
+import { classify, CliError, ExitCode as EXIT, fsReason } from "./_errors.ts";
+import { toBase64 } from "./_io.ts";
 import {
-  cancelReason,
-  classify,
-  CliError,
-  ExitCode as EXIT,
-  fsReason,
-} from "./_errors.ts";
-import { Output, readAll, toBase64 } from "./_io.ts";
+  checkConfirmAll,
+  type CommandOptions,
+  commandOptions,
+  type GenkeyOptions,
+  parseCommandLine,
+  type ReceiveOptions,
+  type SendOptions,
+  type TransferOptions,
+  usage,
+} from "./_options.ts";
+import {
+  defaultStatePath,
+  installSignals,
+  type Io,
+  makeIo,
+  type PigeonholeCpDeps,
+  readConfig,
+  sourceContext,
+} from "./_process.ts";
 import { Progress, type ProgressMode } from "./_progress.ts";
 import { runReceive } from "./_receive.ts";
 import { runSend } from "./_send.ts";
 import { TransferStore } from "./_state.ts";
-import packageJson from "../deno.json" with { type: "json" };
+import { USAGE, VERSION_LINE } from "./_usage.ts";
+
+export type { PigeonholeCpDeps };
 
 /**
  * Exit codes of `pigeonhole-cp`: 0 ok, 1 failure, 2 usage, 3 input missing
@@ -89,109 +97,6 @@ export const ExitCode: {
 } = EXIT;
 
 /**
- * What {@linkcode main} uses from its surroundings; every field defaults to
- * the real process (Deno's stdio, environment, signals, the TCP/Unix
- * transports).
- *
- * @example Usage
- * ```ts ignore
- * const ctl = new AbortController();
- * const code = await main(["receive", "-r", "env:SHARE", "-"], {
- *   env: { SHARE: shareText },
- *   stdout: myWritable,
- *   signal: ctl.signal,
- * });
- * ```
- */
-export interface PigeonholeCpDeps {
-  /** Standard input (files and capabilities given as `-`). */
-  stdin?: ReadableStream<Uint8Array>;
-  /** Standard output (results; received data with `receive -`). */
-  stdout?: WritableStream<Uint8Array>;
-  /** Standard error (progress, notes, errors). */
-  stderr?: WritableStream<Uint8Array>;
-  /** Environment variables; a function or a plain object. */
-  env?:
-    | ((name: string) => string | undefined)
-    | Readonly<Record<string, string | undefined>>;
-  /** Whether stderr is a terminal (draws the progress bar). */
-  isTerminal?: boolean;
-  /** Connects to the daemon. @default connect from ./transport */
-  connect?: (
-    config: ThinClientConfig,
-    options: ThinClientOptions,
-  ) => Promise<ThinClient>;
-  /**
-   * Cancels the command (like Ctrl-C: exit code 130). When omitted, SIGINT
-   * and SIGTERM do that.
-   */
-  signal?: AbortSignal;
-  /** Clock in milliseconds. @default Date.now */
-  now?: () => number;
-}
-
-const USAGE = `pigeonhole-cp: send files over Katzenpost Pigeonhole channels
-
-Usage:
-  pigeonhole-cp genkey  --out FILE [--json] [--print-write-cap]
-  pigeonhole-cp send    --write-cap SRC [--index SRC] [--stream] FILE|-
-  pigeonhole-cp receive --read-cap SRC [--index SRC] [--timeout T] DIR|-
-  pigeonhole-cp help
-  pigeonhole-cp --version
-
-A SRC is file:PATH (or @PATH), env:NAME, - (standard input) or the value
-itself: a key file written by genkey, a kpch1… share text, or base64 (as the
-upstream Rust tool prints it). Without --write-cap / --read-cap / --index the
-variables PIGEONHOLE_WRITE_CAP / PIGEONHOLE_READ_CAP / PIGEONHOLE_INDEX are read.
-
-Common options:
-  -c, --config PATH     thinclient.toml (default: $KATZENPOST_THINCLIENT_CONFIG,
-                        else ./thinclient.toml)
-      --json            results as JSON on stdout, progress as JSON lines on stderr
-  -q, --quiet           no progress output
-  -h, --help            this help
-
-genkey:
-  -o, --out FILE        write the key file (write capability, read capability,
-                        first index) there, created with mode 0600
-      --print-write-cap also print the write capability (secret!)
-
-send:
-  -w, --write-cap SRC   the channel's write capability (genkey's key file)
-  -i, --index SRC       start index (default: the key file's first index)
-  -f, --file PATH       the file (or give it as the argument; - = stdin)
-      --stream          write box by box (no size limit, not atomic) instead of
-                        the courier copy command (atomic, up to 10 MiB);
-                        --no-copy is the same
-      --name NAME       file name announced to the receiver (default: base name;
-                        "stdin" for -)
-      --window N        boxes in flight (default 8, 1-64)
-      --confirm-all     stream mode: wait for the replica's verdict on every
-                        box (default: on the first box only, which catches a
-                        reused channel; every box costs extra round trips)
-      --timeout T       give up after T (e.g. 90s, 10m; default: no limit)
-      --state PATH      resume state (default: $PIGEONHOLE_CP_STATE, else
-                        ~/.local/state/pigeonhole-cp/state.db)
-      --no-state        do not keep resume state
-      --fresh           forget saved progress of this transfer and start over
-
-receive:
-  -r, --read-cap SRC    the read capability (kpch1… share text, key file, base64)
-  -i, --index SRC       start index (default: from the share text / key file)
-  -d, --dest-dir DIR    the directory (or give it as the argument; - = stdout)
-      --timeout T       give up if the whole file has not arrived after T
-      --idle-timeout T  give up if no box arrives for T once the header is in
-                        (default 10m; 0 = never)
-      --max-size SIZE   refuse files announced larger (e.g. 100MiB)
-      --window N, --state PATH, --no-state, --fresh   as for send
-
-Exit codes: 0 ok, 1 failure, 2 usage, 3 input missing/unreadable, 4 bad
-capability, 5 bad config, 6 daemon unreachable, 7 integrity check failed,
-8 too large for copy mode, 9 conflict (target exists, other data in the
-channel), 124 timeout, 130 cancelled.
-`;
-
-/**
  * Prints the usage text to standard output.
  *
  * @example Usage
@@ -203,216 +108,6 @@ channel), 124 timeout, 130 cancelled.
 export function printUsage(): void {
   // deno-lint-ignore no-console
   console.log(USAGE.trimEnd());
-}
-
-/** What `--version` prints: the package name and version from deno.json. */
-const VERSION_LINE = `${packageJson.name} ${packageJson.version}`;
-
-const COMMON = {
-  config: { type: "string", short: "c" },
-  json: { type: "boolean" },
-  quiet: { type: "boolean", short: "q" },
-  help: { type: "boolean", short: "h" },
-} as const;
-
-const TRANSFER = {
-  ...COMMON,
-  index: { type: "string", short: "i" },
-  window: { type: "string" },
-  timeout: { type: "string" },
-  state: { type: "string" },
-  "no-state": { type: "boolean" },
-  fresh: { type: "boolean" },
-} as const;
-
-const OPTIONS = {
-  genkey: {
-    ...COMMON,
-    out: { type: "string", short: "o" },
-    "print-write-cap": { type: "boolean" },
-  },
-  send: {
-    ...TRANSFER,
-    "write-cap": { type: "string", short: "w" },
-    file: { type: "string", short: "f" },
-    stream: { type: "boolean" },
-    "no-copy": { type: "boolean" },
-    "confirm-all": { type: "boolean" },
-    name: { type: "string" },
-  },
-  receive: {
-    ...TRANSFER,
-    "read-cap": { type: "string", short: "r" },
-    "dest-dir": { type: "string", short: "d" },
-    "idle-timeout": { type: "string" },
-    "max-size": { type: "string" },
-  },
-} as const;
-
-type Values = Record<string, string | boolean | undefined>;
-
-function usage(message: string): CliError {
-  return new CliError(EXIT.Usage, `${message} (see 'pigeonhole-cp --help')`);
-}
-
-/** `90`, `90s`, `1.5m`, `2h`, `500ms` → milliseconds. */
-function parseDuration(text: string, option: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (m === null) {
-    throw usage(
-      `Invalid ${option} '${text}': expected a duration such as 30s, 10m or 1h`,
-    );
-  }
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? "s"]!;
-  return Math.round(Number(m[1]) * unit);
-}
-
-/** `1048576`, `100MiB`, `1G` → bytes. */
-function parseSize(text: string, option: string): number {
-  const m = /^(\d+)\s*(|B|K|KiB|M|MiB|G|GiB|T|TiB)$/i.exec(text.trim());
-  if (m === null) {
-    throw usage(
-      `Invalid ${option} '${text}': expected a size such as 500000, 100MiB or 2GiB`,
-    );
-  }
-  const unit = m[2]!.charAt(0).toUpperCase();
-  const mult = {
-    "": 1,
-    B: 1,
-    K: 1024,
-    M: 1024 ** 2,
-    G: 1024 ** 3,
-    T: 1024 ** 4,
-  }[
-    unit
-  ]!;
-  return Number(m[1]) * mult;
-}
-
-function parseWindow(text: string | undefined): number {
-  if (text === undefined) return 8;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1 || n > 64) {
-    throw usage(`Invalid --window '${text}': expected an integer from 1 to 64`);
-  }
-  return n;
-}
-
-function onePositional(
-  positionals: string[],
-  option: string | undefined,
-  optionName: string,
-  what: string,
-): string {
-  const all = option === undefined ? positionals : [option, ...positionals];
-  if (all.length === 0) throw usage(`Missing ${what} (or ${optionName})`);
-  if (all.length > 1) {
-    throw usage(`Too many arguments: ${all.map((a) => `'${a}'`).join(", ")}`);
-  }
-  return all[0]!;
-}
-
-interface Io {
-  stdout: Output;
-  stderr: Output;
-  stdin: ReadableStream<Uint8Array>;
-  env(name: string): string | undefined;
-  isTerminal: boolean;
-  now(): number;
-}
-
-function makeIo(deps: PigeonholeCpDeps): Io {
-  const e = deps.env;
-  const env = typeof e === "function"
-    ? e
-    : e !== undefined
-    ? (name: string) => e[name]
-    : (name: string) => {
-      try {
-        return Deno.env.get(name);
-      } catch {
-        return undefined;
-      }
-    };
-  return {
-    stdout: new Output(deps.stdout ?? Deno.stdout.writable),
-    stderr: new Output(deps.stderr ?? Deno.stderr.writable),
-    stdin: deps.stdin ?? Deno.stdin.readable,
-    env,
-    isTerminal: deps.isTerminal ??
-      (deps.stderr === undefined && Deno.stderr.isTerminal()),
-    now: deps.now ?? Date.now,
-  };
-}
-
-function configPath(values: Values, io: Io): string {
-  const given = values["config"] as string | undefined;
-  if (given !== undefined) return given;
-  const fromEnv = io.env("KATZENPOST_THINCLIENT_CONFIG");
-  if (fromEnv !== undefined && fromEnv !== "") return fromEnv;
-  return "thinclient.toml";
-}
-
-async function readConfig(values: Values, io: Io): Promise<ThinClientConfig> {
-  const path = configPath(values, io);
-  const implicit = values["config"] === undefined &&
-    !io.env("KATZENPOST_THINCLIENT_CONFIG");
-  try {
-    const config = await loadConfig(path);
-    // The loopback rule of ws://, with keys named as in the file.
-    _checkLoadedDial(config.dial, path);
-    return config;
-  } catch (err) {
-    if (implicit && err instanceof ConfigError) {
-      let missing = false;
-      try {
-        await Deno.stat(path);
-      } catch {
-        missing = true;
-      }
-      if (missing) {
-        throw new CliError(
-          EXIT.Config,
-          "No thinclient.toml: pass --config PATH or set KATZENPOST_THINCLIENT_CONFIG (there is no ./thinclient.toml)",
-        );
-      }
-    }
-    throw err;
-  }
-}
-
-function defaultStatePath(io: Io): string | null {
-  const fromEnv = io.env("PIGEONHOLE_CP_STATE");
-  if (fromEnv !== undefined && fromEnv !== "") return fromEnv;
-  const xdg = io.env("XDG_STATE_HOME");
-  const home = io.env("HOME");
-  const base = xdg !== undefined && xdg !== ""
-    ? xdg
-    : home !== undefined && home !== ""
-    ? `${home}/.local/state`
-    : null;
-  return base === null ? null : `${base}/pigeonhole-cp/state.db`;
-}
-
-function sourceContext(io: Io): SourceContext & { used: boolean } {
-  let text: Promise<string | null> | null = null;
-  const ctx = {
-    used: false,
-    env: io.env,
-    stdin(): Promise<string | null> {
-      ctx.used = true;
-      const tooLarge = new Error("standard input is too large");
-      text ??= readAll(io.stdin, MAX_CAP_SOURCE, () => tooLarge).then(
-        (bytes) => new TextDecoder().decode(bytes),
-        (err) => {
-          if (err === tooLarge) return null;
-          throw err;
-        },
-      );
-      return text;
-    },
-  };
-  return ctx;
 }
 
 /**
@@ -446,186 +141,43 @@ export async function main(
   let progress: Progress | null = null;
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    const [command, ...rest] = args;
-    switch (command) {
-      case undefined:
+    const invocation = parseCommandLine(args);
+    switch (invocation.kind) {
+      case "usage":
         io.stderr.text(USAGE);
         return EXIT.Usage;
       case "help":
-      case "-h":
-      case "--help":
         io.stdout.text(USAGE);
         return EXIT.Ok;
-      case "--version":
+      case "version":
         io.stdout.text(`${VERSION_LINE}\n`);
         return EXIT.Ok;
-      case "genkey":
-      case "send":
-      case "receive":
-        break;
-      default:
-        throw usage(`Unknown command '${command}'`);
     }
-    let parsed: { values: Values; positionals: string[] };
-    try {
-      parsed = parseArgs({
-        args: rest,
-        options: OPTIONS[command],
-        allowPositionals: true,
-        strict: true,
-      }) as { values: Values; positionals: string[] };
-    } catch (err) {
-      throw usage((err as Error).message.split(/\. To specify|\n/)[0]!);
-    }
-    const values = parsed.values;
-    json = values["json"] === true;
-    if (values["help"] === true) {
-      io.stdout.text(USAGE);
-      return EXIT.Ok;
-    }
-    const progressMode: ProgressMode = values["quiet"] === true
-      ? "off"
-      : json
-      ? "json"
-      : io.isTerminal
-      ? "tty"
-      : "lines";
-    const bar = new Progress(
+    json = invocation.values["json"] === true;
+    const options = commandOptions(invocation);
+    progress = new Progress(
       (t) => io.stderr.text(t),
-      progressMode,
+      progressMode(options, io),
       io.now,
     );
-    progress = bar;
     let runSignal = signal;
-    const timeoutText = values["timeout"] as string | undefined;
-    if (timeoutText !== undefined) {
-      const ms = parseDuration(timeoutText, "--timeout");
-      if (ms > 0) {
-        const t = new AbortController();
-        timer = setTimeout(
-          () => t.abort(new DOMException("Timed out", "TimeoutError")),
-          ms,
-        );
-        runSignal = AbortSignal.any([signal, t.signal]);
-      }
+    if (options.timeoutMs !== null && options.timeoutMs > 0) {
+      const t = new AbortController();
+      timer = setTimeout(
+        () => t.abort(new DOMException("Timed out", "TimeoutError")),
+        options.timeoutMs,
+      );
+      runSignal = AbortSignal.any([signal, t.signal]);
     }
-    const connectFn = deps.connect ?? connectDaemon;
-    const openClient = async (): Promise<ThinClient> => {
-      const config = await readConfig(values, io);
-      return await connectFn(config, {
-        signal: runSignal,
-        reconnect: { initialDelay: 500, maxDelay: 5000, maxAttempts: 10 },
-      });
+    const run: Run = {
+      io,
+      progress,
+      signal: runSignal,
+      connect: () => openClient(options, io, deps, runSignal),
     };
-    if (command === "genkey") {
-      return await genkey(
-        values,
-        parsed.positionals,
-        io,
-        openClient,
-        runSignal,
-      );
-    }
-    const window = parseWindow(values["window"] as string | undefined);
-    const caps = sourceContext(io);
-    if (values["no-state"] === true && values["state"] !== undefined) {
-      throw usage("--state and --no-state exclude each other");
-    }
-    const statePath = values["no-state"] === true
-      ? null
-      : (values["state"] as string | undefined) ?? defaultStatePath(io);
-    const needStore = async (): Promise<TransferStore | null> =>
-      statePath === null ? null : await TransferStore.open(statePath);
-
-    if (command === "send") {
-      const input = onePositional(
-        parsed.positionals,
-        values["file"] as string | undefined,
-        "--file",
-        "file to send",
-      );
-      // Early config check: a bad config should not wait for a big hash.
-      await readConfig(values, io);
-      const sideCaps = await loadWriteSide(
-        values["write-cap"] as string | undefined,
-        values["index"] as string | undefined,
-        caps,
-      );
-      if (input === "-" && caps.used) {
-        throw usage(
-          "Standard input cannot hold both the file and a capability",
-        );
-      }
-      if (sideCaps.onArgv) {
-        bar.note(
-          "warning: a write capability on the command line is visible to other users (ps) and in shell history; prefer file:PATH, env:NAME or -",
-        );
-      }
-      const stream = values["stream"] === true || values["no-copy"] === true;
-      if (values["confirm-all"] === true && !stream) {
-        throw usage(
-          "--confirm-all applies to --stream only (a copy command is confirmed as a whole)",
-        );
-      }
-      using store = await needStore();
-      return await runSend(
-        {
-          input,
-          name: values["name"] as string | undefined,
-          mode: stream ? "stream" : "copy",
-          window,
-          confirmAll: values["confirm-all"] === true,
-          fresh: values["fresh"] === true,
-          spoolDir: undefined,
-        },
-        sideCaps,
-        env(io, bar, json, runSignal, store, openClient),
-      );
-    }
-    const dest = onePositional(
-      parsed.positionals,
-      values["dest-dir"] as string | undefined,
-      "--dest-dir",
-      "destination directory",
-    );
-    const idleText = values["idle-timeout"] as string | undefined;
-    const maxText = values["max-size"] as string | undefined;
-    const idleMs = idleText === undefined
-      ? 600_000
-      : parseDuration(idleText, "--idle-timeout");
-    const maxSize = maxText === undefined
-      ? null
-      : parseSize(maxText, "--max-size");
-    await readConfig(values, io);
-    const sideCaps = await loadReadSide(
-      values["read-cap"] as string | undefined,
-      values["index"] as string | undefined,
-      caps,
-    );
-    using store = dest === "-" ? null : await needStore();
-    return await runReceive(
-      {
-        dest,
-        window,
-        idleMs,
-        maxSize,
-        fresh: values["fresh"] === true,
-      },
-      sideCaps,
-      env(io, bar, json, runSignal, store, openClient),
-    );
+    return await runCommand(options, run);
   } catch (err) {
-    const { exitCode, message } = classify(err, signal);
-    if (json) {
-      io.stderr.text(
-        JSON.stringify({ event: "error", exit_code: exitCode, message }) +
-          "\n",
-      );
-    } else {
-      progress?.finish();
-      io.stderr.text(`pigeonhole-cp: ${message}\n`);
-    }
-    return exitCode;
+    return reportError(err, signal, io, json, progress);
   } finally {
     clearTimeout(timer);
     removeSignals();
@@ -634,155 +186,245 @@ export async function main(
   }
 }
 
-function env(
+/** What a command runs with. */
+interface Run {
+  io: Io;
+  progress: Progress;
+  /** Cancellation and `--timeout`. */
+  signal: AbortSignal;
+  /** Loads the config and connects to the daemon. */
+  connect(): Promise<ThinClient>;
+}
+
+function progressMode(options: CommandOptions, io: Io): ProgressMode {
+  if (options.quiet) return "off";
+  if (options.json) return "json";
+  return io.isTerminal ? "tty" : "lines";
+}
+
+async function openClient(
+  options: CommandOptions,
   io: Io,
-  progress: Progress,
-  json: boolean,
+  deps: PigeonholeCpDeps,
   signal: AbortSignal,
+): Promise<ThinClient> {
+  const config = await readConfig(options.config, io);
+  return await (deps.connect ?? connectDaemon)(config, {
+    signal,
+    reconnect: { initialDelay: 500, maxDelay: 5000, maxAttempts: 10 },
+  });
+}
+
+function runCommand(options: CommandOptions, run: Run): Promise<number> {
+  return options.command === "genkey"
+    ? genkey(options, run)
+    : options.command === "send"
+    ? send(options, run)
+    : receive(options, run);
+}
+
+/** Prints the error in one line (or as a JSON event) and returns its exit code. */
+function reportError(
+  err: unknown,
+  signal: AbortSignal,
+  io: Io,
+  json: boolean,
+  progress: Progress | null,
+): number {
+  const { exitCode, message } = classify(err, signal);
+  if (json) {
+    io.stderr.text(
+      JSON.stringify({ event: "error", exit_code: exitCode, message }) + "\n",
+    );
+  } else {
+    progress?.finish();
+    io.stderr.text(`pigeonhole-cp: ${message}\n`);
+  }
+  return exitCode;
+}
+
+/** The state file of a transfer, or `null` without one. */
+async function openStore(
+  options: TransferOptions,
+  io: Io,
+): Promise<TransferStore | null> {
+  const path = options.noState ? null : options.state ?? defaultStatePath(io);
+  return path === null ? null : await TransferStore.open(path);
+}
+
+async function send(options: SendOptions, run: Run): Promise<number> {
+  const caps = sourceContext(run.io);
+  // Early config check: a bad config should not wait for a big hash.
+  await readConfig(options.config, run.io);
+  const sideCaps = await loadWriteSide(options.writeCap, options.index, caps);
+  if (options.input === "-" && caps.used) {
+    throw usage("Standard input cannot hold both the file and a capability");
+  }
+  if (sideCaps.onArgv) {
+    run.progress.note(
+      "warning: a write capability on the command line is visible to other users (ps) and in shell history; prefer file:PATH, env:NAME or -",
+    );
+  }
+  checkConfirmAll(options);
+  using store = await openStore(options, run.io);
+  return await runSend(
+    {
+      input: options.input,
+      name: options.name,
+      mode: options.stream ? "stream" : "copy",
+      window: options.window,
+      confirmAll: options.confirmAll,
+      fresh: options.fresh,
+      spoolDir: undefined,
+    },
+    sideCaps,
+    commandEnv(run, options.json, store),
+  );
+}
+
+async function receive(options: ReceiveOptions, run: Run): Promise<number> {
+  const caps = sourceContext(run.io);
+  await readConfig(options.config, run.io);
+  const sideCaps = await loadReadSide(options.readCap, options.index, caps);
+  using store = options.dest === "-" ? null : await openStore(options, run.io);
+  return await runReceive(
+    {
+      dest: options.dest,
+      window: options.window,
+      idleMs: options.idleMs,
+      maxSize: options.maxSize,
+      fresh: options.fresh,
+    },
+    sideCaps,
+    commandEnv(run, options.json, store),
+  );
+}
+
+function commandEnv(
+  run: Run,
+  json: boolean,
   store: TransferStore | null,
-  connect: () => Promise<ThinClient>,
 ): CommandEnv {
   return {
-    connect,
-    progress,
-    stdout: io.stdout,
-    stderr: io.stderr,
-    stdin: io.stdin,
+    connect: run.connect,
+    progress: run.progress,
+    stdout: run.io.stdout,
+    stderr: run.io.stderr,
+    stdin: run.io.stdin,
     json,
-    signal,
+    signal: run.signal,
     store,
-    now: io.now,
+    now: run.io.now,
   };
 }
 
-async function genkey(
-  values: Values,
-  positionals: string[],
-  io: Io,
-  openClient: () => Promise<ThinClient>,
-  signal: AbortSignal,
-): Promise<number> {
-  if (positionals.length > 0) {
-    throw usage(`Unexpected argument '${positionals[0]}'`);
-  }
-  const out = values["out"] as string | undefined;
-  const printWriteCap = values["print-write-cap"] === true;
-  if (out === undefined && !printWriteCap) {
-    throw usage(
-      "genkey needs --out FILE (or --print-write-cap), else the write capability would be lost",
-    );
-  }
-  if (out !== undefined) {
-    let taken = true;
-    try {
-      await Deno.lstat(out);
-    } catch (err) {
-      if (!(err instanceof Deno.errors.NotFound)) {
-        throw new CliError(
-          EXIT.Input,
-          `Cannot write key file '${out}': ${fsReason(err)}`,
-          { cause: err },
-        );
-      }
-      taken = false;
-    }
-    if (taken) {
-      throw new CliError(
-        EXIT.Conflict,
-        `Cannot write key file '${out}': it already exists (keys are never overwritten)`,
-      );
-    }
-  }
-  const client = await openClient();
+async function genkey(options: GenkeyOptions, run: Run): Promise<number> {
+  const { out, printWriteCap } = options;
+  if (out !== undefined) await checkKeyFileFree(out);
+  const client = await run.connect();
   let kp: Keypair;
   try {
-    kp = await client.newKeypair(undefined, { signal });
+    kp = await client.newKeypair(undefined, { signal: run.signal });
   } finally {
     await client.close();
   }
-  const readCap = toBase64(kp.readCap.bytes);
-  const writeCap = toBase64(kp.writeCap.bytes);
-  const first = toBase64(kp.firstMessageIndex.bytes);
-  const share = formatShareText({
-    readCap: kp.readCap,
-    startIndex: kp.firstMessageIndex,
-  });
-  if (out !== undefined) {
-    const keyFile = JSON.stringify(
-      {
-        type: "pigeonhole-cp key",
-        write_cap: writeCap,
-        read_cap: readCap,
-        first_index: first,
-        share,
-      },
-      null,
-      2,
-    ) + "\n";
-    try {
-      await Deno.writeTextFile(out, keyFile, { createNew: true, mode: 0o600 });
-    } catch (err) {
-      throw new CliError(
-        err instanceof Deno.errors.AlreadyExists ? EXIT.Conflict : EXIT.Input,
-        `Cannot write key file '${out}': ${fsReason(err)}`,
-        { cause: err },
-      );
-    }
-  }
-  if (values["json"] === true) {
-    io.stdout.text(
-      JSON.stringify({
-        read_cap: readCap,
-        first_index: first,
-        share,
+  const keys: NewKeys = {
+    readCap: toBase64(kp.readCap.bytes),
+    writeCap: toBase64(kp.writeCap.bytes),
+    first: toBase64(kp.firstMessageIndex.bytes),
+    share: formatShareText({
+      readCap: kp.readCap,
+      startIndex: kp.firstMessageIndex,
+    }),
+  };
+  if (out !== undefined) await writeKeyFile(out, keys);
+  run.io.stdout.text(
+    options.json
+      ? JSON.stringify({
+        read_cap: keys.readCap,
+        first_index: keys.first,
+        share: keys.share,
         write_cap_file: out ?? null,
-        ...(printWriteCap ? { write_cap: writeCap } : {}),
-      }) + "\n",
-    );
-    return EXIT.Ok;
-  }
-  io.stdout.text(
-    [
-      "Read Capability (share with recipient):",
-      readCap,
-      "",
-      ...(printWriteCap ? ["Write Capability (keep secret):", writeCap, ""] : [
-        `Write Capability: saved to '${out}' (mode 0600; keep it secret)`,
-        "",
-      ]),
-      "First Index:",
-      first,
-      "",
-      "Share text (read capability and first index; give it to the receiver):",
-      share,
-      "",
-    ].join("\n"),
+        ...(printWriteCap ? { write_cap: keys.writeCap } : {}),
+      }) + "\n"
+      : keysText(keys, out, printWriteCap),
   );
   return EXIT.Ok;
 }
 
-function installSignals(ctl: AbortController): () => void {
-  if (
-    typeof Deno === "undefined" || typeof Deno.addSignalListener !== "function"
-  ) {
-    return () => {};
+/** A new channel's keys as genkey prints and saves them (base64). */
+interface NewKeys {
+  readCap: string;
+  writeCap: string;
+  first: string;
+  share: string;
+}
+
+/** Refuses an existing key file before the daemon is asked for keys. */
+async function checkKeyFileFree(out: string): Promise<void> {
+  try {
+    await Deno.lstat(out);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return;
+    throw new CliError(
+      EXIT.Input,
+      `Cannot write key file '${out}': ${fsReason(err)}`,
+      { cause: err },
+    );
   }
-  let count = 0;
-  const handler = (): void => {
-    count++;
-    if (count > 1) Deno.exit(EXIT.Cancelled);
-    ctl.abort(cancelReason());
-  };
-  const installed: Deno.Signal[] = [];
-  for (const sig of ["SIGINT", "SIGTERM"] as const) {
-    try {
-      Deno.addSignalListener(sig, handler);
-      installed.push(sig);
-    } catch { /* not supported here (SIGTERM on Windows) */ }
+  throw new CliError(
+    EXIT.Conflict,
+    `Cannot write key file '${out}': it already exists (keys are never overwritten)`,
+  );
+}
+
+/** Writes the key file, created with mode 0600 (never over another file). */
+async function writeKeyFile(out: string, keys: NewKeys): Promise<void> {
+  const keyFile = JSON.stringify(
+    {
+      type: "pigeonhole-cp key",
+      write_cap: keys.writeCap,
+      read_cap: keys.readCap,
+      first_index: keys.first,
+      share: keys.share,
+    },
+    null,
+    2,
+  ) + "\n";
+  try {
+    await Deno.writeTextFile(out, keyFile, { createNew: true, mode: 0o600 });
+  } catch (err) {
+    throw new CliError(
+      err instanceof Deno.errors.AlreadyExists ? EXIT.Conflict : EXIT.Input,
+      `Cannot write key file '${out}': ${fsReason(err)}`,
+      { cause: err },
+    );
   }
-  return () => {
-    for (const sig of installed) Deno.removeSignalListener(sig, handler);
-  };
+}
+
+/** genkey's text output. */
+function keysText(
+  keys: NewKeys,
+  out: string | undefined,
+  printWriteCap: boolean,
+): string {
+  return [
+    "Read Capability (share with recipient):",
+    keys.readCap,
+    "",
+    ...(printWriteCap
+      ? ["Write Capability (keep secret):", keys.writeCap, ""]
+      : [
+        `Write Capability: saved to '${out}' (mode 0600; keep it secret)`,
+        "",
+      ]),
+    "First Index:",
+    keys.first,
+    "",
+    "Share text (read capability and first index; give it to the receiver):",
+    keys.share,
+    "",
+  ].join("\n");
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));
