@@ -21,7 +21,10 @@ import type {
   ReceiveResult,
 } from "./models.ts";
 
-/** The inbox of one channel: `receive`, `messages`, `readBox` and the stored messages. */
+/**
+ * The inbox of one channel: `receive`, `messages`, `readBox` and the stored
+ * messages. Public methods behave as documented on `Channel`.
+ */
 export class Inbox {
   readonly #c: ChannelCore;
 

@@ -59,7 +59,10 @@ function isEncrypted(p: Prepared | undefined): p is EncryptedMessage {
   return p !== undefined && !Array.isArray(p);
 }
 
-/** The outbox of one channel: `send`, `sendLarge`, `writeBox`, `tombstone`, replays. */
+/**
+ * The outbox of one channel: `send`, `sendLarge`, `writeBox`, `tombstone`,
+ * replays. Public methods behave as documented on `Channel`.
+ */
 export class Outbox {
   readonly #c: ChannelCore;
 

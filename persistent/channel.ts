@@ -31,8 +31,11 @@
  * @module
  */
 import { Lock } from "../lib/_async.ts";
-import type { MessageBoxIndex } from "../lib/caps.ts";
-import { formatShareText, parseShareText } from "../lib/caps.ts";
+import {
+  formatShareText,
+  type MessageBoxIndex,
+  parseShareText,
+} from "../lib/caps.ts";
 import type { CallOptions, ThinClient } from "../lib/client.ts";
 import {
   PigeonholeStore,
