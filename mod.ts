@@ -2,7 +2,10 @@
  * TypeScript thin client for the Katzenpost mix network daemon (kpclientd,
  * katzenpost v0.0.99): the daemon protocol, events, reconnection with session
  * resumption, the PKI document and services, legacy messages, and the full
- * Pigeonhole storage API.
+ * Pigeonhole storage API, with box-level flows on top of it: read a box as
+ * data, tombstone or empty (`readBox`), confirmed writes (`writeBox`), many
+ * writes in flight (`writeBoxes`), the copy protocol (`createCopyStream`,
+ * `sendCopyStream`) and the share text of a read capability.
  *
  * Runs on Deno, Node ≥ 22 and browsers (WebSocket transport). Sockets are
  * opened by the `./transport` module; `./persistent` keeps named channels in
@@ -85,7 +88,28 @@ export type {
   ResponseOf,
   SphinxGeometry,
 } from "./lib/protocol.ts";
-export { MessageBoxIndex, ReadCap, WriteCap } from "./lib/caps.ts";
+export {
+  formatShareText,
+  MessageBoxIndex,
+  parseShareText,
+  ReadCap,
+  WriteCap,
+} from "./lib/caps.ts";
+export type { SharedChannel } from "./lib/caps.ts";
+export { isConflict, readBox, writeBox, writeBoxes } from "./lib/boxes.ts";
+export type {
+  BoxOutcome,
+  ReadBoxOptions,
+  WriteBoxesOptions,
+  WriteBoxOptions,
+  WriteCursor,
+} from "./lib/boxes.ts";
+export {
+  createCopyStream,
+  sendCopyStream,
+  uploadCopyStream,
+} from "./lib/copy_stream.ts";
+export type { CopyStream, CopyStreamOptions } from "./lib/copy_stream.ts";
 export { MAX_COPY_PAYLOAD } from "./lib/pigeonhole.ts";
 export type {
   CopyCommandOptions,

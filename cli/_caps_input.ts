@@ -15,8 +15,12 @@
  *
  * @module
  */
-import { MessageBoxIndex, ReadCap, WriteCap } from "../lib/caps.ts";
-import { parseShareText } from "../persistent/models.ts";
+import {
+  MessageBoxIndex,
+  parseShareText,
+  ReadCap,
+  WriteCap,
+} from "../lib/caps.ts";
 import { CliError, ExitCode, fsReason } from "./_errors.ts";
 import { _denoBackend } from "../transport/_deno.ts";
 

@@ -13,9 +13,9 @@ import {
   PayloadTooLargeError,
   ProtocolError,
   ReplicaError,
-  ReplicaErrorCode,
   ThinClientError,
 } from "../lib/errors.ts";
+import { isConflict } from "../lib/boxes.ts";
 
 /**
  * Exit codes of `pigeonhole-cp`. 0, 1, 2 and 130 mean the same as in the
@@ -143,24 +143,15 @@ export function classify(
       message: `${err.message}${cause} (is kpclientd running?)`,
     };
   }
-  if (err instanceof CopyCommandError) {
-    if (err.replicaCode === ReplicaErrorCode.BoxAlreadyExists) {
-      return {
-        exitCode: ExitCode.Conflict,
-        message:
-          `${err.message}: the channel already holds other data at this index (use a fresh channel, or the next index)`,
-      };
-    }
-    return { exitCode: ExitCode.Failure, message: err.message };
+  if (isConflict(err)) {
+    return {
+      exitCode: ExitCode.Conflict,
+      message: `${
+        (err as Error).message
+      }: the channel already holds other data at this index (use a fresh channel, or the next index)`,
+    };
   }
-  if (err instanceof ReplicaError) {
-    if (err.code === ReplicaErrorCode.BoxAlreadyExists) {
-      return {
-        exitCode: ExitCode.Conflict,
-        message:
-          `${err.message}: the channel already holds other data at this index (use a fresh channel, or the next index)`,
-      };
-    }
+  if (err instanceof CopyCommandError || err instanceof ReplicaError) {
     return { exitCode: ExitCode.Failure, message: err.message };
   }
   if (err instanceof PayloadTooLargeError) {

@@ -8,6 +8,7 @@
 import { join } from "node:path";
 import { MessageBoxIndex, type ReadCap } from "../lib/caps.ts";
 import type { ThinClient } from "../lib/client.ts";
+import { readBox } from "../lib/boxes.ts";
 import { ReplicaError, ReplicaErrorCode } from "../lib/errors.ts";
 import { type CommandEnv, printResult } from "./_env.ts";
 import { CliError, ExitCode, fsReason } from "./_errors.ts";
@@ -105,11 +106,11 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-function deleted(box: number, err: unknown): CliError {
+function deleted(box: number, err?: unknown): CliError {
   return new CliError(
     ExitCode.Integrity,
     `Cannot receive: box ${box} of the transfer was deleted (tombstone)`,
-    { cause: err },
+    err === undefined ? undefined : { cause: err },
   );
 }
 
@@ -275,20 +276,13 @@ async function receive(
       boxes: 0,
       totalBoxes: null,
     });
-    const env0 = await client.encryptRead(caps.readCap, caps.index, { signal });
-    let box0: Uint8Array;
-    try {
-      const r = await client.startResendingEncryptedMessage(
-        { readCap: caps.readCap, messageBoxIndex: caps.index, ...env0 },
-        { signal },
-      );
-      box0 = r.plaintext ?? new Uint8Array(0);
-    } catch (err) {
-      if (
-        err instanceof ReplicaError && err.code === ReplicaErrorCode.Tombstone
-      ) throw deleted(0, err);
-      throw err;
+    const first = await readBox(client, caps.readCap, caps.index, { signal });
+    if (first.kind === "tombstone") throw deleted(0);
+    if (first.kind === "empty") {
+      // Only when the daemon gave up waiting for the box.
+      throw new ReplicaError(ReplicaErrorCode.BoxIdNotFound);
     }
+    const box0 = first.plaintext;
     const decoded = decodeHeader(box0);
     header = decoded.header;
     const problem = nameProblem(header.name);
@@ -341,7 +335,7 @@ async function receive(
     await emit(take);
     bytes = take.length;
     boxes = 1;
-    next = env0.nextMessageBoxIndex;
+    next = first.next;
     capacity = Math.max(1, box0.length);
   }
 

@@ -21,7 +21,8 @@ import {
   toBase64,
 } from "./_io.ts";
 import { concatBytes, toHex } from "../lib/_bytes.ts";
-import { pipelinedWrite, type WriteCursor } from "./_pipeline.ts";
+import { writeBoxes, type WriteCursor } from "../lib/boxes.ts";
+import { createCopyStream, uploadCopyStream } from "../lib/copy_stream.ts";
 import { formatBytes } from "./_progress.ts";
 
 /** Options of the send command. */
@@ -392,41 +393,44 @@ async function sendStream(
   }
   const blocks = new BlockReader(file);
   try {
-    const { next } = await pipelinedWrite({
+    const payload = async (k: number): Promise<Uint8Array> => {
+      const want = layout.length(k);
+      let data: Uint8Array;
+      try {
+        data = await blocks.read(layout.offset(k), want);
+      } catch (err) {
+        throw new CliError(
+          ExitCode.Input,
+          `Cannot read '${src.path}': ${fsReason(err)}`,
+          { cause: err },
+        );
+      }
+      if (data.length !== want) {
+        throw new CliError(
+          ExitCode.Input,
+          `Cannot send '${src.name}': the file shrank while it was being sent`,
+        );
+      }
+      return k === 0 ? concatBytes([header, data]) : data;
+    };
+    const { next } = await writeBoxes(
       client,
-      writeCap: caps.writeCap,
-      count: layout.boxes,
+      caps.writeCap,
       cursor,
-      window: o.window,
-      confirm: o.confirmAll ? "all" : "first",
-      signal: env.signal,
-      payload: async (k) => {
-        const want = layout.length(k);
-        let data: Uint8Array;
-        try {
-          data = await blocks.read(layout.offset(k), want);
-        } catch (err) {
-          throw new CliError(
-            ExitCode.Input,
-            `Cannot read '${src.path}': ${fsReason(err)}`,
-            { cause: err },
-          );
-        }
-        if (data.length !== want) {
-          throw new CliError(
-            ExitCode.Input,
-            `Cannot send '${src.name}': the file shrank while it was being sent`,
-          );
-        }
-        return k === 0 ? concatBytes([header, data]) : data;
+      layout.boxes,
+      payload,
+      {
+        window: o.window,
+        confirm: o.confirmAll ? "all" : "first",
+        signal: env.signal,
+        onAck: (k) => {
+          bytes += layout.length(k);
+          boxes++;
+          save();
+          report();
+        },
       },
-      onAck: (k) => {
-        bytes += layout.length(k);
-        boxes++;
-        save();
-        report();
-      },
-    });
+    );
     env.progress.finish();
     env.store?.delete(key);
     return done(env, {
@@ -480,19 +484,14 @@ async function sendCopy(
       totalBoxes: null,
     });
     const payload = concatBytes([header, src.data!]);
-    const built = await client.createCourierEnvelopesFromPayload(
+    const built = await createCopyStream(
+      client,
       payload,
       caps.writeCap,
       caps.index,
-      true,
-      true,
       { signal },
     );
-    const [a, b] = await Promise.all([
-      client.getMessageBoxIndexCounter(caps.index, { signal }),
-      client.getMessageBoxIndexCounter(built.nextDestIndex, { signal }),
-    ]);
-    elements = built.envelopes;
+    elements = built.elements;
     record = {
       v: 1,
       mode: "copy",
@@ -503,7 +502,7 @@ async function sendCopy(
       tempSeed: crypto.getRandomValues(new Uint8Array(32)),
       count: elements.length,
       nextDestIndex: built.nextDestIndex.bytes,
-      destBoxes: Number(b - a),
+      destBoxes: built.destBoxes,
       low: 0,
       ahead: [],
     };
@@ -535,16 +534,14 @@ async function sendCopy(
         totalBoxes: count,
       });
     report();
-    const els = elements;
-    const { last } = await pipelinedWrite({
-      client,
-      writeCap: temp.writeCap,
-      count,
+    const stored = record["lastIndex"];
+    await uploadCopyStream(client, temp, elements, {
       cursor,
       window: o.window,
-      confirm: "none",
       signal,
-      payload: (k) => Promise.resolve(els[k]!),
+      ...(stored instanceof Uint8Array
+        ? { lastIndex: new MessageBoxIndex(stored) }
+        : {}),
       onAck: (k, index, c) => {
         boxes++;
         if (k === count - 1) record["lastIndex"] = index.bytes;
@@ -555,21 +552,6 @@ async function sendCopy(
         report();
       },
     });
-    const lastIndex = last ??
-      (record["lastIndex"] instanceof Uint8Array
-        ? new MessageBoxIndex(record["lastIndex"])
-        : null);
-    if (lastIndex !== null) {
-      // Gate: the courier reads the temporary stream from its start; wait
-      // until its last box is readable.
-      const gate = await client.encryptRead(temp.readCap, lastIndex, {
-        signal,
-      });
-      await client.startResendingEncryptedMessage(
-        { readCap: temp.readCap, messageBoxIndex: lastIndex, ...gate },
-        { signal },
-      );
-    }
     record["phase"] = "copy";
     store?.update(key, record);
   }

@@ -1,8 +1,9 @@
 /**
  * Pigeonhole capabilities and box indices as small typed wrappers that check
  * their length when built (a wrong length makes the daemon drop the
- * connection), plus a text form of a read capability with a checksum, for
- * sharing it with a peer.
+ * connection), plus text forms with a checksum for sharing with a peer: a
+ * read capability alone (`kprc1…`), or a read capability with the index a
+ * reader starts at (the share text, `kpch1…`).
  *
  * @module
  */
@@ -203,4 +204,111 @@ export class ReadCap {
     }
     return new ReadCap(cap);
   }
+}
+
+/**
+ * What a reader needs to follow a channel: its read capability and first box.
+ *
+ * @example Usage
+ * ```ts
+ * import { MessageBoxIndex, ReadCap, type SharedChannel } from "@katzenpost/thinclient";
+ * const shared: SharedChannel = {
+ *   readCap: new ReadCap(new Uint8Array(136)),
+ *   startIndex: new MessageBoxIndex(new Uint8Array(104)),
+ * };
+ * console.log(shared.readCap.bytes.length); // 136
+ * ```
+ */
+export interface SharedChannel {
+  /** The channel's read capability. */
+  readCap: ReadCap;
+  /** The box the reader starts at. */
+  startIndex: MessageBoxIndex;
+}
+
+const SHARE_PREFIX = "kpch1";
+const SHARE_BODY = ReadCap.LENGTH + MessageBoxIndex.LENGTH;
+
+/**
+ * Encodes a read capability and a start index as text to give to a reader:
+ * `kpch1` + base64url(read cap ‖ start index ‖ first 4 bytes of
+ * BLAKE2b-256(read cap ‖ start index)). The text is a secret for readers:
+ * whoever has it can read the channel from the start index on.
+ *
+ * @param shared The read capability and start index.
+ * @returns The text.
+ *
+ * @example Usage
+ * ```ts
+ * import { MessageBoxIndex, ReadCap } from "@katzenpost/thinclient";
+ * import { formatShareText, parseShareText } from "@katzenpost/thinclient";
+ * const text = formatShareText({
+ *   readCap: new ReadCap(new Uint8Array(136).fill(1)),
+ *   startIndex: new MessageBoxIndex(new Uint8Array(104).fill(2)),
+ * });
+ * console.log(parseShareText(text).startIndex.bytes[0]); // 2
+ * ```
+ */
+export function formatShareText(shared: SharedChannel): string {
+  if (
+    !(shared.readCap instanceof ReadCap) ||
+    !(shared.startIndex instanceof MessageBoxIndex)
+  ) {
+    throw new TypeError(
+      "Cannot format share text: expected a ReadCap and a MessageBoxIndex",
+    );
+  }
+  const all = new Uint8Array(SHARE_BODY + 4);
+  all.set(shared.readCap.bytes);
+  all.set(shared.startIndex.bytes, ReadCap.LENGTH);
+  all.set(blake2b256(all.subarray(0, SHARE_BODY)).subarray(0, 4), SHARE_BODY);
+  return SHARE_PREFIX + toBase64Url(all);
+}
+
+/**
+ * Parses the text made by {@linkcode formatShareText} (for example by
+ * `Channel.shareReadCap()`). Surrounding white space is ignored.
+ *
+ * @param text The share text.
+ * @returns The read capability and start index.
+ * @throws {TypeError} When the text is not a share text or its checksum fails.
+ *
+ * @example Usage
+ * ```ts
+ * import { parseShareText } from "@katzenpost/thinclient";
+ * try {
+ *   parseShareText("kpch1AAAA");
+ * } catch (err) {
+ *   console.log((err as Error).name); // "TypeError"
+ * }
+ * ```
+ */
+export function parseShareText(text: string): SharedChannel {
+  if (typeof text !== "string") {
+    throw new TypeError("Cannot parse share text: expected a string");
+  }
+  const t = text.trim();
+  if (!t.startsWith(SHARE_PREFIX)) {
+    throw new TypeError(
+      `Cannot parse share text: text does not start with '${SHARE_PREFIX}'`,
+    );
+  }
+  const raw = fromBase64Url(t.slice(SHARE_PREFIX.length));
+  if (raw === null || raw.length !== SHARE_BODY + 4) {
+    throw new TypeError(
+      `Cannot parse share text: expected ${
+        SHARE_BODY + 4
+      } base64url bytes after '${SHARE_PREFIX}'`,
+    );
+  }
+  const body = raw.subarray(0, SHARE_BODY);
+  if (!bytesEqual(blake2b256(body).subarray(0, 4), raw.subarray(SHARE_BODY))) {
+    throw new TypeError(
+      "Cannot parse share text: checksum mismatch (text damaged?)",
+    );
+  }
+  return {
+    readCap: new ReadCap(body.subarray(0, ReadCap.LENGTH)),
+    startIndex: new MessageBoxIndex(body.subarray(ReadCap.LENGTH)),
+  };
 }

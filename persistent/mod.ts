@@ -33,8 +33,8 @@
  *
  * @module
  */
-export { MAX_LARGE_MESSAGE, PigeonholeClient } from "./channel.ts";
-export type { Channel } from "./channel.ts";
+export { PigeonholeClient } from "./channel.ts";
+export { MAX_LARGE_MESSAGE } from "./_box_format.ts";
 export { PigeonholeStore, SCHEMA_VERSION } from "./db.ts";
 export type { PigeonholeStoreOptions } from "./db.ts";
 export {
@@ -45,6 +45,7 @@ export {
 export { formatShareText, parseShareText } from "./models.ts";
 export type {
   BoxRead,
+  Channel,
   ChannelInfo,
   Cursor,
   DeleteChannelOptions,

@@ -1,13 +1,14 @@
 /**
- * Data types of the persistent channel layer, and the text form in which a
- * channel's read capability is shared.
+ * Data types of the persistent channel layer, and (re-exported from lib/) the
+ * text form in which a channel's read capability is shared.
  *
  * @module
  */
-import { bytesEqual, fromBase64Url, toBase64Url } from "../lib/_bytes.ts";
-import { MessageBoxIndex, ReadCap } from "../lib/caps.ts";
+import type { MessageBoxIndex } from "../lib/caps.ts";
 import type { CallOptions } from "../lib/client.ts";
-import { blake2b256 } from "../lib/hash.ts";
+
+export { formatShareText, parseShareText } from "../lib/caps.ts";
+export type { SharedChannel } from "../lib/caps.ts";
 
 /**
  * A channel as listed by `PigeonholeClient.listChannels()` (no secrets).
@@ -306,97 +307,199 @@ export interface PigeonholeClientOptions {
   confirmWrites?: boolean;
 }
 
-/** What a reader needs to follow a channel: its read capability and first box. */
-export interface SharedChannel {
-  /** The channel's read capability. */
-  readCap: ReadCap;
-  /** The box the reader starts at. */
-  startIndex: MessageBoxIndex;
-}
-
-const SHARE_PREFIX = "kpch1";
-const SHARE_BODY = ReadCap.LENGTH + MessageBoxIndex.LENGTH;
-
 /**
- * Encodes a read capability and a start index as text to give to a reader:
- * `kpch1` + base64url(read cap ‖ start index ‖ first 4 bytes of
- * BLAKE2b-256(read cap ‖ start index)). The text is a secret for readers:
- * whoever has it can read the channel from the start index on.
+ * A named channel of a {@linkcode PigeonholeClient}. An owned channel (made
+ * with `createChannel`) can write and read; an imported one (from a share
+ * text) can only read. Get one with `createChannel`, `importChannel` or
+ * `getChannel`; several handles on one channel are safe, in one process or
+ * in several.
  *
- * @param shared The read capability and start index.
- * @returns The text.
+ * Message-level calls (`send`, `sendLarge`, `receive`, `messages`) use the
+ * store's cursors, outbox and inbox. Box-level calls (`readBox`, `writeBox`,
+ * `tombstone`) address any box by index and see raw box bytes.
  *
  * @example Usage
- * ```ts
- * import { MessageBoxIndex, ReadCap } from "@katzenpost/thinclient";
- * import { formatShareText, parseShareText } from "@katzenpost/thinclient/persistent";
- * const text = formatShareText({
- *   readCap: new ReadCap(new Uint8Array(136).fill(1)),
- *   startIndex: new MessageBoxIndex(new Uint8Array(104).fill(2)),
- * });
- * console.log(parseShareText(text).startIndex.bytes[0]); // 2
+ * ```ts ignore
+ * const alice = await pigeonhole.createChannel("to-bob");
+ * const share = await alice.shareReadCap(); // give this text to Bob
+ * await alice.send(new TextEncoder().encode("hello"));
+ *
+ * // Bob, with his own store:
+ * const inbox = await bobPigeonhole.importChannel("from-alice", share);
+ * const r = await inbox.receive({ signal: AbortSignal.timeout(120_000) });
+ * if (r?.type === "message") console.log(new TextDecoder().decode(r.message.plaintext));
  * ```
  */
-export function formatShareText(shared: SharedChannel): string {
-  if (
-    !(shared.readCap instanceof ReadCap) ||
-    !(shared.startIndex instanceof MessageBoxIndex)
-  ) {
-    throw new TypeError(
-      "Cannot format share text: expected a ReadCap and a MessageBoxIndex",
-    );
-  }
-  const all = new Uint8Array(SHARE_BODY + 4);
-  all.set(shared.readCap.bytes);
-  all.set(shared.startIndex.bytes, ReadCap.LENGTH);
-  all.set(blake2b256(all.subarray(0, SHARE_BODY)).subarray(0, 4), SHARE_BODY);
-  return SHARE_PREFIX + toBase64Url(all);
-}
+export interface Channel {
+  /** The channel's name in the store. */
+  readonly name: string;
+  /** `true` when this store can write the channel. */
+  readonly owned: boolean;
 
-/**
- * Parses the text made by {@linkcode formatShareText} (for example by
- * `Channel.shareReadCap()`). Surrounding white space is ignored.
- *
- * @param text The share text.
- * @returns The read capability and start index.
- * @throws {TypeError} When the text is not a share text or its checksum fails.
- *
- * @example Usage
- * ```ts
- * import { parseShareText } from "@katzenpost/thinclient/persistent";
- * try {
- *   parseShareText("kpch1AAAA");
- * } catch (err) {
- *   console.log((err as Error).name); // "TypeError"
- * }
- * ```
- */
-export function parseShareText(text: string): SharedChannel {
-  if (typeof text !== "string") {
-    throw new TypeError("Cannot parse share text: expected a string");
-  }
-  const t = text.trim();
-  if (!t.startsWith(SHARE_PREFIX)) {
-    throw new TypeError(
-      `Cannot parse share text: text does not start with '${SHARE_PREFIX}'`,
-    );
-  }
-  const raw = fromBase64Url(t.slice(SHARE_PREFIX.length));
-  if (raw === null || raw.length !== SHARE_BODY + 4) {
-    throw new TypeError(
-      `Cannot parse share text: expected ${
-        SHARE_BODY + 4
-      } base64url bytes after '${SHARE_PREFIX}'`,
-    );
-  }
-  const body = raw.subarray(0, SHARE_BODY);
-  if (!bytesEqual(blake2b256(body).subarray(0, 4), raw.subarray(SHARE_BODY))) {
-    throw new TypeError(
-      "Cannot parse share text: checksum mismatch (text damaged?)",
-    );
-  }
-  return {
-    readCap: new ReadCap(body.subarray(0, ReadCap.LENGTH)),
-    startIndex: new MessageBoxIndex(body.subarray(ReadCap.LENGTH)),
-  };
+  /**
+   * Sends one message in the next box of the channel. The intent is
+   * recorded before anything is sent; if the call fails or the process dies
+   * after that, the message is sent again later (before the next send, or
+   * by `resumePending`) into the same box. Leftover intents of this channel
+   * are delivered first; if one cannot be delivered, `send` rejects with its
+   * error (inspect `outbox()`, and `discard()` the item if it must go).
+   *
+   * @param message 0 to `maxPlaintextPayloadLength − 1` bytes (1548 with the
+   *   default geometry); larger messages go through `sendLarge`.
+   * @param options Abort signal. Aborting stops waiting; the message stays
+   *   in the outbox and is delivered later.
+   * @returns Where the message went.
+   * @throws {PersistentError} When the channel is read-only or the store fails.
+   * @throws {BoxConflictError} When the box held other content (confirmWrites).
+   * @throws {PayloadTooLargeError} When the message does not fit a box.
+   * @throws {ChannelNotFoundError} When the channel was deleted.
+   */
+  send(message: Uint8Array, options?: CallOptions): Promise<SentMessage>;
+
+  /**
+   * Sends a message of up to 10 MiB − 5 bytes atomically with a copy
+   * command: it is uploaded to a temporary stream, then a courier writes it
+   * into consecutive boxes of this channel. Readers see nothing until the
+   * copy runs, then `receive()` returns it as one message. Crash-safe like
+   * `send` (the copy is run again from the start).
+   *
+   * @param message 1 to {@linkcode MAX_LARGE_MESSAGE} bytes.
+   * @param options Abort signal.
+   * @returns Where the message went (`boxCount` boxes).
+   * @throws {BoxConflictError} When a destination box held other content.
+   * @throws {PayloadTooLargeError} When the message exceeds the limit.
+   * @throws {PersistentError} When the channel is read-only or the store fails.
+   */
+  sendLarge(message: Uint8Array, options?: CallOptions): Promise<SentMessage>;
+
+  /**
+   * Reads the box at the read cursor, stores the message in the inbox and
+   * moves the cursor, in one transaction. Deleted or malformed boxes are
+   * skipped (the cursor moves past them) and reported as `"skipped"`.
+   *
+   * @param options Abort signal; `noRetry` to return `null` instead of
+   *   waiting when the box is not written yet.
+   * @returns The message or the skipped boxes; `null` with `noRetry` when
+   *   nothing is there yet.
+   * @throws {ChannelNotFoundError} When the channel was deleted.
+   */
+  receive(options?: ReceiveOptions): Promise<ReceiveResult | null>;
+
+  /**
+   * Receives messages forever (skipping deleted boxes), each stored in the
+   * inbox before it is yielded. Ends with the signal's reason when aborted.
+   *
+   * @param options Abort signal.
+   * @returns An async iterator of messages.
+   */
+  messages(options?: CallOptions): AsyncIterableIterator<InboxMessage>;
+
+  /**
+   * Reads one box by index without touching the cursor or inbox. Returns
+   * the raw box bytes (this layer's 1-byte message header included).
+   *
+   * @param index The box.
+   * @param options Abort signal; `noRetry` to get status `"empty"` instead
+   *   of waiting for an unwritten box.
+   * @returns The box's status, bytes and the next index.
+   */
+  readBox(index: MessageBoxIndex, options?: ReceiveOptions): Promise<BoxRead>;
+
+  /**
+   * Writes raw bytes into one box by index, without cursor or outbox (the
+   * caller owns that box). Readers using `receive` expect this layer's
+   * format, see the module documentation.
+   *
+   * @param index The box.
+   * @param bytes 1 to `maxPlaintextPayloadLength` bytes.
+   * @param options Abort signal.
+   * @returns When the write is acknowledged.
+   * @throws {ReplicaError} Code 10 when the box holds other content (confirmWrites).
+   */
+  writeBox(
+    index: MessageBoxIndex,
+    bytes: Uint8Array,
+    options?: CallOptions,
+  ): Promise<void>;
+
+  /**
+   * Deletes `count` consecutive boxes starting at `index` (for example a
+   * sent message: `tombstone(sent.index, { count: sent.boxCount })`). The
+   * request is recorded in the outbox first, so it survives a crash.
+   * Readers skip deleted boxes.
+   *
+   * @param index The first box.
+   * @param options Abort signal and `count` (default 1).
+   * @returns When every tombstone is acknowledged.
+   */
+  tombstone(index: MessageBoxIndex, options?: TombstoneOptions): Promise<void>;
+
+  /**
+   * Stored messages, oldest first.
+   *
+   * @param options `unreadOnly` and `limit`.
+   * @returns The messages.
+   */
+  inbox(options?: InboxOptions): Promise<InboxMessage[]>;
+
+  /**
+   * Marks inbox messages read, all or none.
+   *
+   * @param ids One inbox id or several.
+   * @throws {PersistentError} When an id is not a message of this channel.
+   */
+  markRead(ids: number | readonly number[]): void;
+
+  /**
+   * Deletes inbox messages (the boxes are not touched).
+   *
+   * @param ids One inbox id or several.
+   * @returns How many were deleted.
+   */
+  deleteMessages(ids: number | readonly number[]): number;
+
+  /**
+   * The text a reader passes to `importChannel`: the read capability and a
+   * start index with a checksum (see {@linkcode formatShareText}). Secret
+   * for readers: whoever has it can read the channel.
+   *
+   * @param options Where the reader starts (default the first box).
+   * @returns The share text.
+   */
+  shareReadCap(options?: ShareOptions): Promise<string>;
+
+  /**
+   * Writes recorded and not yet acknowledged (`"pending"`) or refused
+   * (`"failed"`), oldest first.
+   *
+   * @returns The outbox items.
+   */
+  outbox(): Promise<OutboxItem[]>;
+
+  /**
+   * Gives up an outbox item. A pending message becomes a pending tombstone
+   * of its boxes (a reserved box must not stay empty, or readers would wait
+   * on it forever); a failed item or pending tombstone is removed.
+   *
+   * @param id The outbox id.
+   * @throws {PersistentError} When the item is unknown or being sent right now.
+   */
+  discard(id: number): void;
+
+  /**
+   * Sends every pending outbox item of this channel again (encrypted anew
+   * for its box). `send` does this by itself first.
+   *
+   * @param options Abort signal.
+   * @returns How many were delivered and how many failed for good.
+   */
+  resumePending(options?: CallOptions): Promise<ResumeReport>;
+
+  /**
+   * The cursors: the next box to reserve for writing (owned channels) and
+   * the next box `receive` reads.
+   *
+   * @returns Both cursors.
+   */
+  cursors(): Promise<{ write: Cursor | null; read: Cursor }>;
 }
