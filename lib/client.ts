@@ -2,14 +2,16 @@
  * {@linkcode ThinClient}: one connection to kpclientd, with the handshake,
  * request correlation, events, reconnection and session resumption.
  *
- * The class is a facade: the session (lib/_session.ts) dials, reads and
- * redials; the requests (lib/_requests.ts) wait for their replies; the
- * dispatcher (lib/_dispatch.ts) turns frames into state and events.
+ * The class is a facade over small parts: the session (lib/_session.ts)
+ * dials, reads, redials with backoff (lib/_backoff.ts) and writes; the
+ * requests (lib/_requests.ts) wait for their replies; the dispatcher
+ * (lib/_dispatch.ts) turns frames into daemon state (lib/_daemon_state.ts),
+ * replies and events. Every typed request goes through `#call`, every
+ * message through lib/_messages.ts.
  *
  * @module
  */
-import { idKey, randomBytes, randomIdView } from "./_bytes.ts";
-import { abortReason, deferred } from "./_async.ts";
+import { randomBytes, randomIdView } from "./_bytes.ts";
 import type {
   CallOptions,
   ReconnectOptions,
@@ -23,6 +25,7 @@ import {
   type ReplyCheck,
 } from "./_requests.ts";
 import { Session } from "./_session.ts";
+import { postMessage, sendAndWait } from "./_messages.ts";
 import {
   checked,
   copyCommandError,
@@ -41,11 +44,7 @@ import {
 } from "./_pigeonhole_calls.ts";
 import type { Dialer } from "./conn.ts";
 import { MessageBoxIndex, ReadCap, WriteCap } from "./caps.ts";
-import {
-  ConnectionError,
-  DaemonError,
-  PayloadTooLargeError,
-} from "./errors.ts";
+import { DaemonError, PayloadTooLargeError } from "./errors.ts";
 import {
   capBytes,
   checkCopyPayload,
@@ -544,62 +543,6 @@ export class ThinClient implements AsyncDisposable {
   // -------------------------------------------------------------------------
   // Legacy messages
 
-  #checkSend(
-    payload: Uint8Array,
-    destinationIdHash: Uint8Array,
-    queueId: Uint8Array,
-  ): void {
-    const session = this.#session;
-    session.assertOpen();
-    if (!(payload instanceof Uint8Array)) {
-      throw new TypeError("Cannot send message: payload is not a Uint8Array");
-    }
-    checkLength("destinationIdHash", destinationIdHash, HASH_LENGTH);
-    if (
-      !(queueId instanceof Uint8Array) || queueId.length < 1 ||
-      queueId.length > 32
-    ) {
-      throw new RangeError(
-        `Cannot send message: recipientQueueId must be 1 to 32 bytes, got ${
-          queueId instanceof Uint8Array ? queueId.length : typeof queueId
-        }`,
-      );
-    }
-    const limit = session.state.sphinx!.userForwardPayloadLength;
-    if (payload.length > limit) {
-      throw new PayloadTooLargeError(payload.length, limit, "message payload");
-    }
-    if (!session.state.isConnected) {
-      throw new ConnectionError(
-        "Cannot send message: the daemon is offline (not connected to the mixnet)",
-      );
-    }
-    if (!session.reachable) {
-      throw new ConnectionError(
-        `Cannot send message: not connected to the daemon at '${session.address}'`,
-      );
-    }
-  }
-
-  /** The one path of the message methods: writes a checked `send_message`. */
-  #post(
-    surbId: Uint8Array | null,
-    id: Uint8Array | null,
-    payload: Uint8Array,
-    destinationIdHash: Uint8Array,
-    recipientQueueId: Uint8Array,
-  ): Promise<void> {
-    return this.#session.write({
-      kind: "send_message",
-      id,
-      withSurb: surbId !== null,
-      surbId,
-      destinationIdHash,
-      recipientQueueId,
-      payload,
-    });
-  }
-
   /**
    * Sends a message to a service without a SURB. The daemon reports nothing
    * back, not even failures.
@@ -622,8 +565,14 @@ export class ThinClient implements AsyncDisposable {
     destinationIdHash: Uint8Array,
     recipientQueueId: Uint8Array,
   ): Promise<void> {
-    this.#checkSend(payload, destinationIdHash, recipientQueueId);
-    await this.#post(null, null, payload, destinationIdHash, recipientQueueId);
+    await postMessage(
+      this.#session,
+      null,
+      null,
+      payload,
+      destinationIdHash,
+      recipientQueueId,
+    );
   }
 
   /**
@@ -657,8 +606,8 @@ export class ThinClient implements AsyncDisposable {
     if (options.messageId !== undefined) {
       checkLength("messageId", options.messageId, ID_LENGTH);
     }
-    this.#checkSend(payload, destinationIdHash, recipientQueueId);
-    await this.#post(
+    await postMessage(
+      this.#session,
       surbId,
       options.messageId ?? null,
       payload,
@@ -694,38 +643,19 @@ export class ThinClient implements AsyncDisposable {
    *   echo.recipientQueueId, { signal: AbortSignal.timeout(60_000) });
    * ```
    */
-  async blockingSendMessage(
+  blockingSendMessage(
     payload: Uint8Array,
     destinationIdHash: Uint8Array,
     recipientQueueId: Uint8Array,
     options: CallOptions = {},
   ): Promise<Uint8Array> {
-    options.signal?.throwIfAborted();
-    this.#checkSend(payload, destinationIdHash, recipientQueueId);
-    const surbId = this.newSurbId();
-    const key = idKey(surbId);
-    const waiter = deferred<Uint8Array>();
-    const dispatcher = this.#session.dispatcher;
-    dispatcher.addSurbWaiter(key, waiter);
-    const signal = options.signal;
-    const onAbort = (): void => {
-      dispatcher.removeSurbWaiter(key);
-      waiter.reject(abortReason(signal!));
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      await this.#post(
-        surbId,
-        null,
-        payload,
-        destinationIdHash,
-        recipientQueueId,
-      );
-      return await waiter.promise;
-    } finally {
-      signal?.removeEventListener("abort", onAbort);
-      dispatcher.removeSurbWaiter(key);
-    }
+    return sendAndWait(
+      this.#session,
+      payload,
+      destinationIdHash,
+      recipientQueueId,
+      options.signal,
+    );
   }
 
   // -------------------------------------------------------------------------
