@@ -2,30 +2,49 @@
  * {@linkcode ThinClient}: one connection to kpclientd, with the handshake,
  * request correlation, events, reconnection and session resumption.
  *
+ * The class is a facade over small parts: the session (lib/_session.ts)
+ * dials, reads, redials with backoff (lib/_backoff.ts) and writes; the
+ * requests (lib/_requests.ts) wait for their replies; the dispatcher
+ * (lib/_dispatch.ts) turns frames into daemon state (lib/_daemon_state.ts),
+ * replies and events. Every typed request goes through `#call`, every
+ * message through lib/_messages.ts.
+ *
  * @module
  */
-import { idKey, randomBytes, randomIdView, toHex } from "./_bytes.ts";
+import { randomBytes, randomIdView } from "./_bytes.ts";
+import type {
+  CallOptions,
+  ReconnectOptions,
+  ReplyKindFor,
+} from "./_options.ts";
 import {
-  abortReason,
-  type Deferred,
-  deferred,
-  deferredUnmarked,
-  within,
-} from "./_async.ts";
-import type { Conn, Dialer } from "./conn.ts";
+  checkCapFields,
+  checkLength,
+  queryId,
+  type QueryRequest,
+  type ReplyCheck,
+} from "./_requests.ts";
+import { Session } from "./_session.ts";
+import { postMessage, sendAndWait } from "./_messages.ts";
+import {
+  checked,
+  copyCommandError,
+  courierEnvelopesOf,
+  daemonError,
+  keypairOf,
+  multiCourierEnvelopesOf,
+  resendError,
+  resendResult,
+  startResendingFields,
+  tombstoneCourierEnvelopesOf,
+  voucherInductOf,
+  voucherMintOf,
+  voucherOpenOf,
+  voucherStreamOf,
+} from "./_pigeonhole_calls.ts";
+import type { Dialer } from "./conn.ts";
 import { MessageBoxIndex, ReadCap, WriteCap } from "./caps.ts";
-import {
-  CancelledError,
-  ClientClosedError,
-  ConnectionError,
-  CopyCommandError,
-  DaemonError,
-  errorFromResendCode,
-  PayloadTooLargeError,
-  ProtocolError,
-  ThinClientError,
-  ThinErrorCode,
-} from "./errors.ts";
+import { DaemonError, PayloadTooLargeError } from "./errors.ts";
 import {
   capBytes,
   checkCopyPayload,
@@ -36,7 +55,6 @@ import {
   type EncryptedMessage,
   type Keypair,
   type MultiCourierEnvelopes,
-  need,
   needCap,
   type StartResendingOptions,
   type StartResendingParams,
@@ -49,69 +67,24 @@ import {
   type VoucherOpenResult,
   type VoucherStream,
 } from "./pigeonhole.ts";
-import {
-  EventQueue,
-  type EventsOptions,
-  type ThinClientEvent,
-} from "./events.ts";
-import {
-  type _ChunkSource,
-  _FrameReader,
-  _FrameWriter,
-  _sealFrame,
-  _streamSource,
-  FrameDecoder,
-  HANDSHAKE_MAX_FRAME_SIZE,
-  MAX_FRAME_SIZE,
-} from "./framing.ts";
+import type { EventsOptions, ThinClientEvent } from "./events.ts";
 import { blake2b256 } from "./hash.ts";
+import type { PkiDocument, ServiceDescriptor } from "./pki.ts";
 import {
-  findServices,
-  parsePkiDocument,
-  type PkiDocument,
-  type ServiceDescriptor,
-} from "./pki.ts";
-import {
-  _encodeRequest,
-  decodeFrameBody,
   type DirectoryAuthority,
   HASH_LENGTH,
   ID_LENGTH,
   type PigeonholeGeometry,
   type Request,
-  type RequestKind,
-  type Response,
-  type ResponseKind,
   type ResponseOf,
   type SphinxGeometry,
 } from "./protocol.ts";
 
-/**
- * Reconnection policy: exponential backoff from `initialDelay` to `maxDelay`.
- *
- * @example Usage
- * ```ts ignore
- * await ThinClient.connect(dialer, { reconnect: { initialDelay: 200, maxDelay: 5000 } });
- * ```
- */
-export interface ReconnectOptions {
-  /**
-   * Milliseconds before the first redial.
-   * @default {1000}
-   */
-  initialDelay?: number;
-  /**
-   * Upper bound of the doubling delay, in milliseconds.
-   * @default {60000}
-   */
-  maxDelay?: number;
-  /**
-   * Give up (and close the client with a ConnectionError) after this many
-   * failed attempts in a row.
-   * @default {Infinity}
-   */
-  maxAttempts?: number;
-}
+export type {
+  CallOptions,
+  ReconnectOptions,
+  ReplyKindFor,
+} from "./_options.ts";
 
 /**
  * Options of {@linkcode ThinClient.connect}.
@@ -161,19 +134,6 @@ export interface ThinClientOptions {
 }
 
 /**
- * Options of every call that waits on the daemon.
- *
- * @example Usage
- * ```ts ignore
- * await client.getDirectoryAuthorities({ signal: AbortSignal.timeout(5000) });
- * ```
- */
-export interface CallOptions {
-  /** Aborts the wait; the call rejects with `signal.reason`. */
-  signal?: AbortSignal;
-}
-
-/**
  * Options of {@linkcode ThinClient.sendMessage}.
  *
  * @example Usage
@@ -201,144 +161,14 @@ export interface SignedPkiDocument {
   payload: Uint8Array;
 }
 
-interface Pending {
-  request: Request & { queryId: Uint8Array };
-  expect: ResponseKind;
-  settle: Deferred<Response>;
-  /** Its map key (see idKey). */
-  key: string;
-  /** The caller's signal; while pending, the entry is in that signal's list. */
-  watch: AbortWatch | null;
-  prev: Pending | null;
-  next: Pending | null;
-}
+/** The request kinds that carry a query id (and get a reply). */
+type QueryKind = Extract<Request, { queryId: Uint8Array }>["kind"];
 
-/**
- * The pending requests one caller's signal aborts, linked through
- * `Pending.prev/next`: the signal gets one "abort" listener for all of them,
- * and a request costs no listener, closure or container entry of its own.
- */
-interface AbortWatch {
-  signal: AbortSignal;
-  head: Pending | null;
-  listener: () => void;
-}
-
-interface Handshake {
-  frames: _FrameReader;
-  resumed: boolean;
-  appId: Uint8Array;
-}
-
-const PKI_CACHE_EPOCHS = 5n;
-const CANCEL_RETRY_MS = 1000;
-const CANCEL_MAX_ATTEMPTS = 30;
-/**
- * How long close()/detach() wait for the daemon to close its side after ours.
- * kpclientd (v0.0.99) unregisters a closed connection's app ID only after it
- * closes the socket; a client that resumes the same token before that would
- * have its new connection unregistered and its replies queued for nobody.
- */
-const DAEMON_CLOSE_WAIT_MS = 2000;
-
-/** The query id of a request the client builds itself (no copy needed). */
-function queryId(): Uint8Array {
-  return randomIdView(ID_LENGTH);
-}
-
-function replyKindOf(kind: RequestKind): ResponseKind {
-  return `${kind}_reply` as ResponseKind;
-}
-
-function frameSizeOption(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value < 1) {
-    throw new RangeError(
-      `Cannot use ${name}: '${value}' is not a positive integer`,
-    );
-  }
-  return value;
-}
-
-function checkLength(what: string, value: Uint8Array, length: number): void {
-  if (!(value instanceof Uint8Array)) {
-    throw new TypeError(`Cannot use ${what}: expected a Uint8Array`);
-  }
-  if (value.length !== length) {
-    throw new RangeError(
-      `Cannot use ${what}: length ${value.length} is not ${length} bytes`,
-    );
-  }
-}
-
-// Request fields holding caps and indices: the daemon drops the connection on
-// a wrong length, and the client would re-send the request after every
-// reconnect, so they are checked before anything is sent.
-const CAP_FIELDS: readonly (readonly [string, number])[] = [
-  ["readCap", ReadCap.LENGTH],
-  ["writeCap", WriteCap.LENGTH],
-  ["messageBoxIndex", MessageBoxIndex.LENGTH],
-  ["destWriteCap", WriteCap.LENGTH],
-  ["destStartIndex", MessageBoxIndex.LENGTH],
-  ["messageWriteCap", WriteCap.LENGTH],
-];
-
-function checkCapFields(request: Request): void {
-  const fields = request as unknown as Record<string, unknown>;
-  // Indexed, not `for (const [name, length] of …)`: that allocates per field.
-  for (let i = 0; i < CAP_FIELDS.length; i++) {
-    const field = CAP_FIELDS[i]!;
-    const value = fields[field[0]];
-    if (value !== null && value !== undefined) {
-      checkLength(field[0], value as Uint8Array, field[1]);
-    }
-  }
-  if (request.kind === "create_courier_envelopes_from_multi_payload") {
-    for (const d of request.destinations) {
-      checkLength("destinations.writeCap", d.writeCap, WriteCap.LENGTH);
-      checkLength(
-        "destinations.startIndex",
-        d.startIndex,
-        MessageBoxIndex.LENGTH,
-      );
-    }
-  }
-}
-
-/** How the client writes to a connection. */
-interface Sink {
-  write(chunk: Uint8Array): Promise<void>;
-  /** Ends the sending side (half-close). */
-  closeWrite(): Promise<void>;
-  release(): void;
-}
-
-function hasDirectIo(conn: Conn): boolean {
-  return conn.readChunk !== undefined && conn.writeChunk !== undefined &&
-    conn.closeWrite !== undefined;
-}
-
-/** Reads the connection directly when it can (see Conn.readChunk), else its stream. */
-function connSource(conn: Conn): _ChunkSource {
-  if (!hasDirectIo(conn)) return _streamSource(conn.readable);
-  return { read: () => conn.readChunk!(), release: () => {} };
-}
-
-/** Writes the connection directly when it can, else through its stream. */
-function connSink(conn: Conn): Sink {
-  if (hasDirectIo(conn)) {
-    return {
-      write: (chunk) => conn.writeChunk!(chunk),
-      closeWrite: () => conn.closeWrite!(),
-      release: () => {},
-    };
-  }
-  const writer = conn.writable.getWriter();
-  return {
-    write: (chunk) => writer.write(chunk),
-    closeWrite: () => writer.close(),
-    release: () => writer.releaseLock(),
-  };
-}
+/** A request of `kind` without its kind and query id, which `#call` adds. */
+type Fields<K extends QueryKind> = Omit<
+  Extract<Request, { kind: K }>,
+  "kind" | "queryId"
+>;
 
 /**
  * A connection to the Katzenpost client daemon (kpclientd).
@@ -367,72 +197,10 @@ function connSink(conn: Conn): Sink {
  * ```
  */
 export class ThinClient implements AsyncDisposable {
-  readonly #dialer: Dialer;
-  readonly #instanceToken: Uint8Array;
-  readonly #reconnect: Required<ReconnectOptions> | null;
-  readonly #handshakeTimeout: number;
-  readonly #maxFrameSize: number;
-  readonly #handshakeMaxFrameSize: number;
-
-  #conn: Conn | null = null;
-  #sink: Sink | null = null;
-  #frameWriter: _FrameWriter | null = null;
-  /** Settles when the read loop of the current connection has ended. */
-  #readEnded: Promise<void> | null = null;
-  #state: "connected" | "reconnecting" | "closed" = "connected";
-  #sawShutdown = false;
-  readonly #lifetime = new AbortController();
-  readonly #closedResult = deferred<void | Error>();
-  #closing: Promise<void> | null = null;
-
-  #isConnected = false;
-  #daemonToken: Uint8Array = new Uint8Array(ID_LENGTH);
-  #appId: Uint8Array = new Uint8Array(ID_LENGTH);
-  #resumed = false;
-  #sphinx: SphinxGeometry | null = null;
-  #pigeonhole: PigeonholeGeometry | null = null;
-  #document: PkiDocument | null = null;
-  readonly #documents = new Map<bigint, PkiDocument>();
-
-  readonly #pending = new Map<string, Pending>();
-  readonly #surbWaiters = new Map<string, Deferred<Uint8Array>>();
-  readonly #cancelling = new Map<
-    string,
-    { request: Request; attempts: number }
-  >();
-  readonly #timers = new Set<ReturnType<typeof setTimeout>>();
-  readonly #subscribers = new Set<EventQueue>();
-  readonly #watches = new WeakMap<AbortSignal, AbortWatch>();
+  readonly #session: Session;
 
   private constructor(dialer: Dialer, options: ThinClientOptions) {
-    this.#dialer = dialer;
-    if (options.instanceToken !== undefined) {
-      checkLength("instanceToken", options.instanceToken, ID_LENGTH);
-      if (options.instanceToken.every((b) => b === 0)) {
-        throw new RangeError("Cannot use instanceToken: it is all zero bytes");
-      }
-      this.#instanceToken = options.instanceToken.slice();
-    } else {
-      this.#instanceToken = randomBytes(ID_LENGTH);
-    }
-    const r = options.reconnect ?? true;
-    this.#reconnect = r === false ? null : {
-      initialDelay: (r === true ? undefined : r.initialDelay) ?? 1000,
-      maxDelay: (r === true ? undefined : r.maxDelay) ?? 60_000,
-      maxAttempts: (r === true ? undefined : r.maxAttempts) ?? Infinity,
-    };
-    this.#handshakeTimeout = options.handshakeTimeout ?? 60_000;
-    this.#maxFrameSize = frameSizeOption(
-      "maxFrameSize",
-      options.maxFrameSize ?? MAX_FRAME_SIZE,
-    );
-    this.#handshakeMaxFrameSize = Math.min(
-      this.#maxFrameSize,
-      frameSizeOption(
-        "handshakeMaxFrameSize",
-        options.handshakeMaxFrameSize ?? HANDSHAKE_MAX_FRAME_SIZE,
-      ),
-    );
+    this.#session = new Session(dialer, options);
   }
 
   /**
@@ -456,7 +224,7 @@ export class ThinClient implements AsyncDisposable {
     options: ThinClientOptions = {},
   ): Promise<ThinClient> {
     const client = new ThinClient(dialer, options);
-    await client.#connectFirst(options.signal);
+    await client.#session.connect(options.signal);
     return client;
   }
 
@@ -473,7 +241,7 @@ export class ThinClient implements AsyncDisposable {
    * ```
    */
   get instanceToken(): Uint8Array {
-    return this.#instanceToken.slice();
+    return this.#session.instanceToken.slice();
   }
 
   /**
@@ -485,7 +253,7 @@ export class ThinClient implements AsyncDisposable {
    * ```
    */
   get daemonInstanceToken(): Uint8Array {
-    return this.#daemonToken.slice();
+    return this.#session.state.daemonToken.slice();
   }
 
   /**
@@ -497,7 +265,7 @@ export class ThinClient implements AsyncDisposable {
    * ```
    */
   get appId(): Uint8Array {
-    return this.#appId.slice();
+    return this.#session.state.appId.slice();
   }
 
   /**
@@ -512,7 +280,7 @@ export class ThinClient implements AsyncDisposable {
    * ```
    */
   get resumed(): boolean {
-    return this.#resumed;
+    return this.#session.state.resumed;
   }
 
   /**
@@ -524,7 +292,7 @@ export class ThinClient implements AsyncDisposable {
    * ```
    */
   get isConnected(): boolean {
-    return this.#isConnected;
+    return this.#session.state.isConnected;
   }
 
   /**
@@ -536,7 +304,7 @@ export class ThinClient implements AsyncDisposable {
    * ```
    */
   get isDaemonReachable(): boolean {
-    return this.#state === "connected" && this.#conn !== null;
+    return this.#session.reachable;
   }
 
   /**
@@ -549,7 +317,7 @@ export class ThinClient implements AsyncDisposable {
    * ```
    */
   get isClosed(): boolean {
-    return this.#state === "closed";
+    return this.#session.status === "closed";
   }
 
   /**
@@ -561,7 +329,7 @@ export class ThinClient implements AsyncDisposable {
    * ```
    */
   get sphinxGeometry(): SphinxGeometry {
-    return { ...this.#sphinx! };
+    return { ...this.#session.state.sphinx! };
   }
 
   /**
@@ -573,7 +341,7 @@ export class ThinClient implements AsyncDisposable {
    * ```
    */
   get pigeonholeGeometry(): PigeonholeGeometry {
-    return { ...this.#pigeonhole! };
+    return { ...this.#session.state.pigeonhole! };
   }
 
   /**
@@ -589,7 +357,7 @@ export class ThinClient implements AsyncDisposable {
    * ```
    */
   closed(): Promise<void | Error> {
-    return this.#closedResult.promise;
+    return this.#session.closed();
   }
 
   // -------------------------------------------------------------------------
@@ -612,24 +380,7 @@ export class ThinClient implements AsyncDisposable {
    * ```
    */
   events(options: EventsOptions = {}): AsyncIterableIterator<ThinClientEvent> {
-    // `queue` is still unset when the constructor ends the queue of an
-    // already aborted signal; such a queue is never subscribed.
-    let queue: EventQueue | undefined = undefined;
-    queue = new EventQueue(
-      options.bufferSize ?? 1024,
-      () => {
-        if (queue !== undefined) this.#subscribers.delete(queue);
-      },
-      options.signal,
-    );
-    if (this.#state === "closed" || options.signal?.aborted === true) {
-      queue.end();
-    } else this.#subscribers.add(queue);
-    return queue;
-  }
-
-  #emit(event: ThinClientEvent): void {
-    for (const s of this.#subscribers) s.push(event);
+    return this.#session.dispatcher.subscribe(options, this.isClosed);
   }
 
   // -------------------------------------------------------------------------
@@ -647,12 +398,7 @@ export class ThinClient implements AsyncDisposable {
    * ```
    */
   pkiDocument(): PkiDocument {
-    if (this.#document === null) {
-      throw new ThinClientError(
-        "Cannot get PKI document: the daemon has not delivered one yet",
-      );
-    }
-    return this.#document;
+    return this.#session.state.pkiDocument();
   }
 
   /**
@@ -669,7 +415,7 @@ export class ThinClient implements AsyncDisposable {
    * ```
    */
   pkiDocumentForEpoch(epoch: bigint): PkiDocument {
-    return this.#documents.get(epoch) ?? this.pkiDocument();
+    return this.#session.state.pkiDocumentForEpoch(epoch);
   }
 
   /**
@@ -684,9 +430,7 @@ export class ThinClient implements AsyncDisposable {
    * ```
    */
   getServices(capability: string): ServiceDescriptor[] {
-    return this.#document === null
-      ? []
-      : findServices(this.#document, capability);
+    return this.#session.state.getServices(capability);
   }
 
   /**
@@ -702,15 +446,7 @@ export class ThinClient implements AsyncDisposable {
    * ```
    */
   getService(capability: string): ServiceDescriptor {
-    const all = this.getServices(capability);
-    if (all.length === 0) {
-      throw new ThinClientError(
-        `Cannot find service '${capability}': no service node offers it in the current PKI document`,
-      );
-    }
-    const pick = new Uint32Array(1);
-    crypto.getRandomValues(pick);
-    return all[pick[0]! % all.length]!;
+    return this.#session.state.getService(capability);
   }
 
   /**
@@ -736,12 +472,8 @@ export class ThinClient implements AsyncDisposable {
         `Cannot get PKI document: epoch '${epoch}' is not a non-negative bigint`,
       );
     }
-    const reply = await this.request(
-      { kind: "get_pki_document", queryId: queryId(), epoch },
-      options,
-    );
-    ThinClient.check(reply);
-    return { epoch: reply.epoch, payload: reply.payload ?? new Uint8Array(0) };
+    const r = await this.#call("get_pki_document", { epoch }, options);
+    return { epoch: r.epoch, payload: r.payload ?? new Uint8Array(0) };
   }
 
   /**
@@ -759,12 +491,8 @@ export class ThinClient implements AsyncDisposable {
   async getDirectoryAuthorities(
     options: CallOptions = {},
   ): Promise<DirectoryAuthority[]> {
-    const reply = await this.request(
-      { kind: "get_directory_authorities", queryId: queryId() },
-      options,
-    );
-    ThinClient.check(reply);
-    return reply.authorities ?? [];
+    const r = await this.#call("get_directory_authorities", {}, options);
+    return r.authorities ?? [];
   }
 
   // -------------------------------------------------------------------------
@@ -815,42 +543,6 @@ export class ThinClient implements AsyncDisposable {
   // -------------------------------------------------------------------------
   // Legacy messages
 
-  #checkSend(
-    payload: Uint8Array,
-    destinationIdHash: Uint8Array,
-    queueId: Uint8Array,
-  ): void {
-    this.#assertOpen();
-    if (!(payload instanceof Uint8Array)) {
-      throw new TypeError("Cannot send message: payload is not a Uint8Array");
-    }
-    checkLength("destinationIdHash", destinationIdHash, HASH_LENGTH);
-    if (
-      !(queueId instanceof Uint8Array) || queueId.length < 1 ||
-      queueId.length > 32
-    ) {
-      throw new RangeError(
-        `Cannot send message: recipientQueueId must be 1 to 32 bytes, got ${
-          queueId instanceof Uint8Array ? queueId.length : typeof queueId
-        }`,
-      );
-    }
-    const limit = this.#sphinx!.userForwardPayloadLength;
-    if (payload.length > limit) {
-      throw new PayloadTooLargeError(payload.length, limit, "message payload");
-    }
-    if (!this.#isConnected) {
-      throw new ConnectionError(
-        "Cannot send message: the daemon is offline (not connected to the mixnet)",
-      );
-    }
-    if (!this.isDaemonReachable) {
-      throw new ConnectionError(
-        `Cannot send message: not connected to the daemon at '${this.#dialer.address}'`,
-      );
-    }
-  }
-
   /**
    * Sends a message to a service without a SURB. The daemon reports nothing
    * back, not even failures.
@@ -873,16 +565,14 @@ export class ThinClient implements AsyncDisposable {
     destinationIdHash: Uint8Array,
     recipientQueueId: Uint8Array,
   ): Promise<void> {
-    this.#checkSend(payload, destinationIdHash, recipientQueueId);
-    await this.#write({
-      kind: "send_message",
-      id: null,
-      withSurb: false,
-      surbId: null,
+    await postMessage(
+      this.#session,
+      null,
+      null,
+      payload,
       destinationIdHash,
       recipientQueueId,
-      payload,
-    });
+    );
   }
 
   /**
@@ -916,16 +606,14 @@ export class ThinClient implements AsyncDisposable {
     if (options.messageId !== undefined) {
       checkLength("messageId", options.messageId, ID_LENGTH);
     }
-    this.#checkSend(payload, destinationIdHash, recipientQueueId);
-    await this.#write({
-      kind: "send_message",
-      id: options.messageId ?? null,
-      withSurb: true,
+    await postMessage(
+      this.#session,
       surbId,
+      options.messageId ?? null,
+      payload,
       destinationIdHash,
       recipientQueueId,
-      payload,
-    });
+    );
   }
 
   /**
@@ -955,39 +643,19 @@ export class ThinClient implements AsyncDisposable {
    *   echo.recipientQueueId, { signal: AbortSignal.timeout(60_000) });
    * ```
    */
-  async blockingSendMessage(
+  blockingSendMessage(
     payload: Uint8Array,
     destinationIdHash: Uint8Array,
     recipientQueueId: Uint8Array,
     options: CallOptions = {},
   ): Promise<Uint8Array> {
-    options.signal?.throwIfAborted();
-    this.#checkSend(payload, destinationIdHash, recipientQueueId);
-    const surbId = this.newSurbId();
-    const key = idKey(surbId);
-    const waiter = deferred<Uint8Array>();
-    this.#surbWaiters.set(key, waiter);
-    const signal = options.signal;
-    const onAbort = (): void => {
-      this.#surbWaiters.delete(key);
-      waiter.reject(abortReason(signal!));
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      await this.#write({
-        kind: "send_message",
-        id: null,
-        withSurb: true,
-        surbId,
-        destinationIdHash,
-        recipientQueueId,
-        payload,
-      });
-      return await waiter.promise;
-    } finally {
-      signal?.removeEventListener("abort", onAbort);
-      this.#surbWaiters.delete(key);
-    }
+    return sendAndWait(
+      this.#session,
+      payload,
+      destinationIdHash,
+      recipientQueueId,
+      options.signal,
+    );
   }
 
   // -------------------------------------------------------------------------
@@ -1019,91 +687,45 @@ export class ThinClient implements AsyncDisposable {
     request: R,
     options: CallOptions = {},
   ): Promise<ResponseOf<ReplyKindFor<R["kind"]>>> {
+    return this.#request(request, options, null) as Promise<
+      ResponseOf<ReplyKindFor<R["kind"]>>
+    >;
+  }
+
+  /**
+   * The one path of the typed calls: gives `fields` its kind and a fresh
+   * query id, sends it, and settles with the reply of the matching kind, or
+   * with the error `check` makes of its error code (a DaemonError unless
+   * told otherwise). The fields object becomes the request (no copy).
+   */
+  #call<K extends QueryKind>(
+    kind: K,
+    fields: Fields<K>,
+    options: CallOptions,
+    check: ReplyCheck = daemonError,
+  ): Promise<ResponseOf<ReplyKindFor<K>>> {
+    const request = fields as unknown as QueryRequest;
+    request.kind = kind;
+    request.queryId = queryId();
+    return this.#request(request, options, check) as Promise<
+      ResponseOf<ReplyKindFor<K>>
+    >;
+  }
+
+  #request(
+    request: QueryRequest,
+    options: CallOptions,
+    check: ReplyCheck | null,
+  ): Promise<unknown> {
     try {
-      this.#assertOpen();
+      this.#session.assertOpen();
       checkLength("queryId", request.queryId, ID_LENGTH);
       checkCapFields(request);
       options.signal?.throwIfAborted();
     } catch (err) {
       return Promise.reject(err);
     }
-    const key = idKey(request.queryId);
-    if (this.#pending.has(key)) {
-      return Promise.reject(
-        new RangeError(
-          `Cannot send request: queryId '${
-            toHex(request.queryId)
-          }' is already in use`,
-        ),
-      );
-    }
-    const entry: Pending = {
-      request,
-      expect: replyKindOf(request.kind),
-      // Returned below, and every caller awaits it: no need to mark it handled.
-      settle: deferredUnmarked<Response>(),
-      key,
-      watch: null,
-      prev: null,
-      next: null,
-    };
-    this.#pending.set(key, entry);
-    if (options.signal !== undefined) this.#watch(options.signal, entry);
-    if (this.isDaemonReachable) this.#send(request);
-    return entry.settle.promise as Promise<
-      ResponseOf<ReplyKindFor<R["kind"]>>
-    >;
-  }
-
-  /** Puts a pending request in its signal's list (see AbortWatch). */
-  #watch(signal: AbortSignal, p: Pending): void {
-    let w = this.#watches.get(signal);
-    if (w === undefined) {
-      const watch: AbortWatch = {
-        signal,
-        head: null,
-        listener: () => this.#abortWatched(watch),
-      };
-      w = watch;
-      this.#watches.set(signal, watch);
-      signal.addEventListener("abort", watch.listener, { once: true });
-    }
-    p.watch = w;
-    p.next = w.head;
-    if (w.head !== null) w.head.prev = p;
-    w.head = p;
-  }
-
-  /**
-   * Takes a settled request out of its signal's list, clearing its links so
-   * that no stale pointer keeps younger objects alive in the garbage
-   * collector. The last one out removes the listener: a listener on an
-   * `AbortSignal.timeout()` signal keeps Deno's event loop alive.
-   */
-  #settled(p: Pending): void {
-    const w = p.watch;
-    if (w === null) return;
-    if (p.prev !== null) p.prev.next = p.next;
-    else w.head = p.next;
-    if (p.next !== null) p.next.prev = p.prev;
-    p.watch = p.prev = p.next = null;
-    if (w.head === null) {
-      w.signal.removeEventListener("abort", w.listener);
-      this.#watches.delete(w.signal);
-    }
-  }
-
-  #abortWatched(w: AbortWatch): void {
-    const reason = abortReason(w.signal);
-    const aborted: Pending[] = [];
-    for (let p = w.head; p !== null; p = p.next) aborted.push(p);
-    for (const p of aborted.reverse()) {
-      this.#settled(p);
-      if (this.#pending.get(p.key) !== p) continue;
-      this.#pending.delete(p.key);
-      this.#cancelInDaemon(p.request);
-      p.settle.reject(reason);
-    }
+    return this.#session.requests.add(request, options.signal, check);
   }
 
   /**
@@ -1132,70 +754,8 @@ export class ThinClient implements AsyncDisposable {
     }
   }
 
-  #cancelInDaemon(request: Request): void {
-    let cancel: Request;
-    if (request.kind === "start_resending_encrypted_message") {
-      cancel = {
-        kind: "cancel_resending_encrypted_message",
-        queryId: queryId(),
-        envelopeHash: request.envelopeHash,
-      };
-    } else if (request.kind === "start_resending_copy_command") {
-      cancel = {
-        kind: "cancel_resending_copy_command",
-        queryId: queryId(),
-        writeCapHash: blake2b256(request.writeCap),
-      };
-    } else {
-      return;
-    }
-    const startKey = idKey(request.queryId);
-    this.#cancelling.set(startKey, { request: cancel, attempts: 0 });
-    this.#sendCancel(startKey);
-  }
-
-  #sendCancel(startKey: string): void {
-    const c = this.#cancelling.get(startKey);
-    if (c === undefined || this.#state === "closed") return;
-    c.attempts++;
-    const fresh = { ...c.request, queryId: queryId() } as Request & {
-      queryId: Uint8Array;
-    };
-    c.request = fresh;
-    if (this.isDaemonReachable) this.#send(fresh);
-  }
-
-  /** A cancel reply arrived: if the start's reply has not, the start may still be queued. */
-  #onCancelReply(resp: Response & { queryId: Uint8Array | null }): void {
-    if (resp.queryId === null) return;
-    const qk = idKey(resp.queryId);
-    for (const [startKey, c] of this.#cancelling) {
-      if (!("queryId" in c.request) || idKey(c.request.queryId) !== qk) {
-        continue;
-      }
-      if (c.attempts >= CANCEL_MAX_ATTEMPTS) {
-        this.#cancelling.delete(startKey);
-        return;
-      }
-      this.#later(CANCEL_RETRY_MS, () => this.#sendCancel(startKey));
-      return;
-    }
-  }
-
-  #later(ms: number, fn: () => void): void {
-    const t = setTimeout(() => {
-      this.#timers.delete(t);
-      fn();
-    }, ms);
-    this.#timers.add(t);
-  }
-
   // -------------------------------------------------------------------------
   // Pigeonhole
-
-  #maxPlaintext(): number {
-    return this.#pigeonhole!.maxPlaintextPayloadLength;
-  }
 
   /**
    * Creates a new BACAP stream from a 32-byte seed (random when omitted).
@@ -1219,21 +779,7 @@ export class ThinClient implements AsyncDisposable {
   ): Promise<Keypair> {
     const s = seed ?? randomBytes(32);
     checkLength("seed", s, 32);
-    const r = await this.request({
-      kind: "new_keypair",
-      queryId: queryId(),
-      seed: s,
-    }, options);
-    ThinClient.check(r);
-    return {
-      writeCap: needCap(r.writeCap, "write_cap", WriteCap),
-      readCap: needCap(r.readCap, "read_cap", ReadCap),
-      firstMessageIndex: needCap(
-        r.firstMessageIndex,
-        "first_message_index",
-        MessageBoxIndex,
-      ),
-    };
+    return keypairOf(await this.#call("new_keypair", { seed: s }, options));
   }
 
   /**
@@ -1258,13 +804,11 @@ export class ThinClient implements AsyncDisposable {
     messageBoxIndex: MessageBoxIndex,
     options: CallOptions = {},
   ): Promise<EncryptedMessage> {
-    const r = await this.request({
-      kind: "encrypt_read",
-      queryId: queryId(),
+    const r = await this.#call("encrypt_read", {
       readCap: capBytes(readCap, ReadCap),
       messageBoxIndex: capBytes(messageBoxIndex, MessageBoxIndex),
     }, options);
-    return encrypted(r, ThinClient.check);
+    return encrypted(r, checked);
   }
 
   /**
@@ -1296,21 +840,16 @@ export class ThinClient implements AsyncDisposable {
         "Cannot encrypt write: plaintext is not a Uint8Array",
       );
     }
-    if (plaintext.length > this.#maxPlaintext()) {
-      throw new PayloadTooLargeError(
-        plaintext.length,
-        this.#maxPlaintext(),
-        "box plaintext",
-      );
+    const max = this.#session.state.pigeonhole!.maxPlaintextPayloadLength;
+    if (plaintext.length > max) {
+      throw new PayloadTooLargeError(plaintext.length, max, "box plaintext");
     }
-    const r = await this.request({
-      kind: "encrypt_write",
-      queryId: queryId(),
+    const r = await this.#call("encrypt_write", {
       plaintext,
       writeCap: capBytes(writeCap, WriteCap),
       messageBoxIndex: capBytes(messageBoxIndex, MessageBoxIndex),
     }, options);
-    return encrypted(r, ThinClient.check);
+    return encrypted(r, checked);
   }
 
   /**
@@ -1348,55 +887,15 @@ export class ThinClient implements AsyncDisposable {
     params: StartResendingParams,
     options: StartResendingOptions = {},
   ): Promise<StartResendingResult> {
-    const isRead = params.readCap !== undefined;
-    if (isRead === (params.writeCap !== undefined)) {
-      throw new TypeError(
-        "Cannot start resending: give exactly one of 'readCap' (read) or 'writeCap' (write)",
-      );
-    }
-    if (isRead && params.messageBoxIndex === undefined) {
-      throw new TypeError(
-        "Cannot start resending a read: 'messageBoxIndex' is required",
-      );
-    }
-    checkLength("envelopeHash", params.envelopeHash, HASH_LENGTH);
-    if (
-      params.messageCiphertext.length === 0 ||
-      params.envelopeDescriptor.length === 0
-    ) {
-      throw new RangeError(
-        "Cannot start resending: envelope ciphertext or descriptor is empty",
-      );
-    }
-    const request: Request & {
-      kind: "start_resending_encrypted_message";
-    } = {
-      kind: "start_resending_encrypted_message",
-      queryId: queryId(),
-      readCap: isRead ? capBytes(params.readCap!, ReadCap) : null,
-      writeCap: isRead ? null : capBytes(params.writeCap!, WriteCap),
-      messageBoxIndex: params.messageBoxIndex === undefined
-        ? null
-        : capBytes(params.messageBoxIndex, MessageBoxIndex),
-      envelopeDescriptor: params.envelopeDescriptor,
-      messageCiphertext: params.messageCiphertext,
-      envelopeHash: params.envelopeHash,
-    };
-    // Set one by one: spreading conditional objects builds temporaries.
-    if (params.replyIndex !== undefined) request.replyIndex = params.replyIndex;
-    if (options.noRetryOnBoxIdNotFound) request.noRetryOnBoxIdNotFound = true;
-    if (options.noIdempotentBoxAlreadyExists) {
-      request.noIdempotentBoxAlreadyExists = true;
-    }
-    const r = await this.request(request, options) as ResponseOf<
-      "start_resending_encrypted_message_reply"
-    >;
-    if (r.errorCode !== 0) throw errorFromResendCode(r.errorCode);
-    return {
-      plaintext: r.plaintext,
-      courierIdentityHash: r.courierIdentityHash,
-      courierQueueId: r.courierQueueId,
-    };
+    const fields = startResendingFields(params, options);
+    return resendResult(
+      await this.#call(
+        "start_resending_encrypted_message",
+        fields,
+        options,
+        resendError,
+      ),
+    );
   }
 
   /**
@@ -1418,12 +917,11 @@ export class ThinClient implements AsyncDisposable {
     options: CallOptions = {},
   ): Promise<void> {
     checkLength("envelopeHash", envelopeHash, HASH_LENGTH);
-    const r = await this.request({
-      kind: "cancel_resending_encrypted_message",
-      queryId: queryId(),
-      envelopeHash,
-    }, options);
-    ThinClient.check(r);
+    await this.#call(
+      "cancel_resending_encrypted_message",
+      { envelopeHash },
+      options,
+    );
   }
 
   /**
@@ -1442,12 +940,9 @@ export class ThinClient implements AsyncDisposable {
     messageBoxIndex: MessageBoxIndex,
     options: CallOptions = {},
   ): Promise<MessageBoxIndex> {
-    const r = await this.request({
-      kind: "next_message_box_index",
-      queryId: queryId(),
+    const r = await this.#call("next_message_box_index", {
       messageBoxIndex: capBytes(messageBoxIndex, MessageBoxIndex),
     }, options);
-    ThinClient.check(r);
     return needCap(
       r.nextMessageBoxIndex,
       "next_message_box_index",
@@ -1471,12 +966,9 @@ export class ThinClient implements AsyncDisposable {
     messageBoxIndex: MessageBoxIndex,
     options: CallOptions = {},
   ): Promise<bigint> {
-    const r = await this.request({
-      kind: "get_message_box_index_counter",
-      queryId: queryId(),
+    const r = await this.#call("get_message_box_index_counter", {
       messageBoxIndex: capBytes(messageBoxIndex, MessageBoxIndex),
     }, options);
-    ThinClient.check(r);
     return r.counter;
   }
 
@@ -1505,22 +997,19 @@ export class ThinClient implements AsyncDisposable {
     if (pin !== undefined) {
       checkLength("courier.identityHash", pin.identityHash, HASH_LENGTH);
     }
-    const r = await this.request({
-      kind: "start_resending_copy_command",
-      queryId: queryId(),
+    const fields: Fields<"start_resending_copy_command"> = {
       writeCap: capBytes(writeCap, WriteCap),
-      ...(pin === undefined ? {} : {
-        courierIdentityHash: pin.identityHash,
-        courierQueueId: pin.queueId,
-      }),
-    }, options);
-    if (r.errorCode === ThinErrorCode.CopyCommandFailed) {
-      throw new CopyCommandError(r.replicaErrorCode, r.failedEnvelopeIndex);
+    };
+    if (pin !== undefined) {
+      fields.courierIdentityHash = pin.identityHash;
+      fields.courierQueueId = pin.queueId;
     }
-    if (r.errorCode === ThinErrorCode.StartResendingCancelled) {
-      throw new CancelledError("start_resending_copy_command");
-    }
-    ThinClient.check(r);
+    await this.#call(
+      "start_resending_copy_command",
+      fields,
+      options,
+      copyCommandError,
+    );
   }
 
   /**
@@ -1540,12 +1029,9 @@ export class ThinClient implements AsyncDisposable {
     writeCap: WriteCap,
     options: CallOptions = {},
   ): Promise<void> {
-    const r = await this.request({
-      kind: "cancel_resending_copy_command",
-      queryId: queryId(),
+    await this.#call("cancel_resending_copy_command", {
       writeCapHash: blake2b256(capBytes(writeCap, WriteCap)),
     }, options);
-    ThinClient.check(r);
   }
 
   /**
@@ -1577,24 +1063,14 @@ export class ThinClient implements AsyncDisposable {
     options: CallOptions = {},
   ): Promise<CourierEnvelopes> {
     checkCopyPayload(payload);
-    const r = await this.request({
-      kind: "create_courier_envelopes_from_payload",
-      queryId: queryId(),
+    const r = await this.#call("create_courier_envelopes_from_payload", {
       payload,
       destWriteCap: capBytes(destWriteCap, WriteCap),
       destStartIndex: capBytes(destStartIndex, MessageBoxIndex),
       isStart,
       isLast,
     }, options);
-    ThinClient.check(r);
-    return {
-      envelopes: r.envelopes ?? [],
-      nextDestIndex: needCap(
-        r.nextDestIndex,
-        "next_dest_index",
-        MessageBoxIndex,
-      ),
-    };
+    return courierEnvelopesOf(r);
   }
 
   /**
@@ -1626,9 +1102,7 @@ export class ThinClient implements AsyncDisposable {
       throw new RangeError("Cannot build copy stream: no destinations given");
     }
     for (const d of destinations) checkCopyPayload(d.payload);
-    const r = await this.request({
-      kind: "create_courier_envelopes_from_multi_payload",
-      queryId: queryId(),
+    const r = await this.#call("create_courier_envelopes_from_multi_payload", {
       destinations: destinations.map((d) => ({
         payload: d.payload,
         writeCap: capBytes(d.writeCap, WriteCap),
@@ -1638,14 +1112,7 @@ export class ThinClient implements AsyncDisposable {
       isLast,
       buffer,
     }, options);
-    ThinClient.check(r);
-    return {
-      envelopes: r.envelopes ?? [],
-      buffer: r.buffer,
-      nextDestIndices: (r.nextDestIndices ?? []).map((b, i) =>
-        needCap(b, `next_dest_indices[${i}]`, MessageBoxIndex)
-      ),
-    };
+    return multiCourierEnvelopesOf(r);
   }
 
   /**
@@ -1680,26 +1147,19 @@ export class ThinClient implements AsyncDisposable {
         `Cannot build tombstones: maxCount '${maxCount}' is not a uint32`,
       );
     }
-    const r = await this.request({
-      kind: "create_courier_envelopes_from_tombstone_range",
-      queryId: queryId(),
-      destWriteCap: capBytes(destWriteCap, WriteCap),
-      destStartIndex: capBytes(destStartIndex, MessageBoxIndex),
-      maxCount,
-      isStart,
-      isLast,
-      buffer,
-    }, options);
-    ThinClient.check(r);
-    return {
-      envelopes: r.envelopes ?? [],
-      buffer: r.buffer,
-      nextDestIndex: needCap(
-        r.nextDestIndex,
-        "next_dest_index",
-        MessageBoxIndex,
-      ),
-    };
+    const r = await this.#call(
+      "create_courier_envelopes_from_tombstone_range",
+      {
+        destWriteCap: capBytes(destWriteCap, WriteCap),
+        destStartIndex: capBytes(destStartIndex, MessageBoxIndex),
+        maxCount,
+        isStart,
+        isLast,
+        buffer,
+      },
+      options,
+    );
+    return tombstoneCourierEnvelopesOf(r);
   }
 
   /**
@@ -1763,25 +1223,11 @@ export class ThinClient implements AsyncDisposable {
     displayName: string,
     options: CallOptions = {},
   ): Promise<VoucherMintResult> {
-    const r = await this.request({
-      kind: "voucher_mint",
-      queryId: queryId(),
+    const r = await this.#call("voucher_mint", {
       messageWriteCap: capBytes(messageWriteCap, WriteCap),
       displayName,
     }, options);
-    ThinClient.check(r);
-    return {
-      voucher: need(r.voucher, "voucher"),
-      voucherPayload: need(r.voucherPayload, "voucher_payload"),
-      voucherWriteCap: needCap(
-        r.voucherWriteCap,
-        "voucher_write_cap",
-        WriteCap,
-      ),
-      voucherReadCap: needCap(r.voucherReadCap, "voucher_read_cap", ReadCap),
-      voucherSecretKey: need(r.voucherSecretKey, "voucher_secret_key"),
-      voucherPublicKey: need(r.voucherPublicKey, "voucher_public_key"),
-    };
+    return voucherMintOf(r);
   }
 
   /**
@@ -1805,30 +1251,12 @@ export class ThinClient implements AsyncDisposable {
     whoReply: Uint8Array,
     options: CallOptions = {},
   ): Promise<VoucherInductResult> {
-    const r = await this.request({
-      kind: "voucher_induct",
-      queryId: queryId(),
+    const r = await this.#call("voucher_induct", {
       voucher,
       voucherPayload,
       whoReply,
     }, options);
-    ThinClient.check(r);
-    return {
-      displayName: r.displayName,
-      mutatedMessageReadCap: needCap(
-        r.mutatedMessageReadCap,
-        "mutated_message_read_cap",
-        ReadCap,
-      ),
-      sealedReply: need(r.sealedReply, "sealed_reply"),
-      voucherWriteCap: needCap(
-        r.voucherWriteCap,
-        "voucher_write_cap",
-        WriteCap,
-      ),
-      voucherReadCap: needCap(r.voucherReadCap, "voucher_read_cap", ReadCap),
-      salt: need(r.salt, "salt"),
-    };
+    return voucherInductOf(r);
   }
 
   /**
@@ -1852,23 +1280,12 @@ export class ThinClient implements AsyncDisposable {
     messageWriteCap: WriteCap,
     options: CallOptions = {},
   ): Promise<VoucherOpenResult> {
-    const r = await this.request({
-      kind: "voucher_open",
-      queryId: queryId(),
+    const r = await this.#call("voucher_open", {
       voucherSecretKey,
       sealedReply,
       messageWriteCap: capBytes(messageWriteCap, WriteCap),
     }, options);
-    ThinClient.check(r);
-    return {
-      whoReply: need(r.whoReply, "who_reply"),
-      salt: need(r.salt, "salt"),
-      mutatedMessageWriteCap: needCap(
-        r.mutatedMessageWriteCap,
-        "mutated_message_write_cap",
-        WriteCap,
-      ),
-    };
+    return voucherOpenOf(r);
   }
 
   /**
@@ -1887,20 +1304,8 @@ export class ThinClient implements AsyncDisposable {
     voucher: Uint8Array,
     options: CallOptions = {},
   ): Promise<VoucherStream> {
-    const r = await this.request({
-      kind: "voucher_derive_stream",
-      queryId: queryId(),
-      voucher,
-    }, options);
-    ThinClient.check(r);
-    return {
-      voucherWriteCap: needCap(
-        r.voucherWriteCap,
-        "voucher_write_cap",
-        WriteCap,
-      ),
-      voucherReadCap: needCap(r.voucherReadCap, "voucher_read_cap", ReadCap),
-    };
+    const r = await this.#call("voucher_derive_stream", { voucher }, options);
+    return voucherStreamOf(r);
   }
 
   // -------------------------------------------------------------------------
@@ -1923,7 +1328,7 @@ export class ThinClient implements AsyncDisposable {
    * ```
    */
   close(): Promise<void> {
-    return this.#shutdown(true, undefined);
+    return this.#session.shutdown(true, undefined);
   }
 
   /**
@@ -1945,7 +1350,7 @@ export class ThinClient implements AsyncDisposable {
    * ```
    */
   detach(): Promise<void> {
-    return this.#shutdown(false, undefined);
+    return this.#session.shutdown(false, undefined);
   }
 
   /**
@@ -1961,536 +1366,4 @@ export class ThinClient implements AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
-
-  #assertOpen(): void {
-    if (this.#state === "closed") throw new ClientClosedError();
-  }
-
-  #shutdown(sendClose: boolean, error: Error | undefined): Promise<void> {
-    if (this.#closing !== null) return this.#closing;
-    this.#state = "closed";
-    this.#lifetime.abort(new ClientClosedError());
-    this.#closing = (async () => {
-      const conn = this.#conn;
-      if (conn !== null) {
-        await within(
-          (async () => {
-            if (sendClose) {
-              await this.#write({ kind: "thin_close" }).catch(() => {});
-            }
-            await this.#letDaemonClose();
-          })(),
-          DAEMON_CLOSE_WAIT_MS,
-        );
-      }
-      this.#dropConn();
-      for (const t of this.#timers) clearTimeout(t);
-      this.#timers.clear();
-      this.#cancelling.clear();
-      const reason = error ?? new ClientClosedError();
-      for (const p of this.#pending.values()) {
-        this.#settled(p);
-        p.settle.reject(reason);
-      }
-      this.#pending.clear();
-      for (const w of this.#surbWaiters.values()) w.reject(reason);
-      this.#surbWaiters.clear();
-      for (const s of [...this.#subscribers]) s.end();
-      this.#closedResult.resolve(error);
-    })();
-    return this.#closing;
-  }
-
-  /**
-   * Ends our sending side and waits until the daemon has closed its side, so
-   * the daemon is done with this connection before close()/detach() resolve.
-   */
-  async #letDaemonClose(): Promise<void> {
-    const sink = this.#sink;
-    const frames = this.#frameWriter;
-    const readEnded = this.#readEnded;
-    if (sink === null || frames === null || readEnded === null) return;
-    await frames.idle();
-    await sink.closeWrite().catch(() => {});
-    await readEnded;
-  }
-
-  #dropConn(): void {
-    const conn = this.#conn;
-    this.#conn = null;
-    const sink = this.#sink;
-    this.#sink = null;
-    this.#frameWriter = null;
-    this.#readEnded = null;
-    sink?.release();
-    if (conn !== null) {
-      try {
-        conn.close();
-      } catch {
-        // already closed
-      }
-    }
-  }
-
-  /**
-   * Encodes a request into a frame and queues it on the connection.
-   *
-   * @returns When it has been written.
-   * @throws {RangeError} When the frame is too large.
-   * @throws {ConnectionError} When there is no connection.
-   */
-  #queue(request: Request): Promise<void> {
-    const frame = _sealFrame(_encodeRequest(request, 4));
-    const frames = this.#frameWriter;
-    if (frames === null) {
-      throw new ConnectionError(
-        `Cannot write to daemon at '${this.#dialer.address}': not connected`,
-      );
-    }
-    return frames.write(frame);
-  }
-
-  /**
-   * Queues a request without waiting. A failed write needs no handling here:
-   * the reader notices the broken connection, and pending requests are
-   * re-sent after reconnecting.
-   */
-  #send(request: Request): void {
-    try {
-      void this.#queue(request);
-    } catch {
-      // As for a failed write.
-    }
-  }
-
-  /** Queues a request and waits until it has been written. */
-  async #write(request: Request): Promise<void> {
-    const written = this.#queue(request);
-    try {
-      await written;
-    } catch (err) {
-      throw new ConnectionError(
-        `Cannot write to daemon at '${this.#dialer.address}': connection failed`,
-        { cause: err },
-      );
-    }
-  }
-
-  async #connectFirst(signal: AbortSignal | undefined): Promise<void> {
-    const sig = signal === undefined
-      ? this.#lifetime.signal
-      : AbortSignal.any([signal, this.#lifetime.signal]);
-    try {
-      const hs = await this.#dialAndHandshake(sig);
-      this.#readEnded = this.#readLoop(hs.frames);
-    } catch (err) {
-      this.#state = "closed";
-      this.#lifetime.abort();
-      this.#closedResult.resolve(
-        err instanceof Error ? err : new Error(String(err)),
-      );
-      throw err;
-    }
-  }
-
-  /** Dials, runs the handshake, installs the connection. */
-  async #dialAndHandshake(signal: AbortSignal): Promise<Handshake> {
-    signal.throwIfAborted();
-    // The timeout covers the dial too: a dial that never completes must not
-    // stall connect() or the reconnect loop.
-    const timeoutCtl = new AbortController();
-    const timer = setTimeout(
-      () =>
-        timeoutCtl.abort(
-          new ConnectionError(
-            `Cannot complete handshake with daemon at '${this.#dialer.address}': no answer within ${this.#handshakeTimeout} ms`,
-          ),
-        ),
-      this.#handshakeTimeout,
-    );
-    const hsSignal = AbortSignal.any([signal, timeoutCtl.signal]);
-    let conn: Conn;
-    try {
-      conn = await this.#dialer.dial({ signal: hsSignal });
-    } catch (err) {
-      clearTimeout(timer);
-      if (hsSignal.aborted) throw abortReason(hsSignal);
-      if (err instanceof ThinClientError) throw err;
-      throw new ConnectionError(
-        `Cannot dial daemon at '${this.#dialer.address}'`,
-        {
-          cause: err,
-        },
-      );
-    }
-    if (hsSignal.aborted) {
-      // A dialer that ignored the signal: its late connection is not used.
-      clearTimeout(timer);
-      try {
-        conn.close();
-      } catch {
-        // ignore
-      }
-      throw abortReason(hsSignal);
-    }
-    // Until the session token is sent, only the status and the PKI document
-    // may arrive: a small limit keeps a wrong peer from costing 40 MiB.
-    // Bodies are views of the chunks read: each is decoded (its byte strings
-    // copied out) before the next read.
-    const decoder = new FrameDecoder(this.#handshakeMaxFrameSize);
-    const frames = new _FrameReader(connSource(conn), decoder, false);
-    const onAbort = (): void => {
-      try {
-        conn.close();
-      } catch {
-        // ignore
-      }
-    };
-    hsSignal.addEventListener("abort", onAbort, { once: true });
-    const next = async (): Promise<Response> => {
-      let body: Uint8Array | null;
-      try {
-        body = await frames.next();
-      } catch (err) {
-        if (hsSignal.aborted) throw abortReason(hsSignal);
-        if (
-          err instanceof ProtocolError &&
-          decoder.maxFrameSize < this.#maxFrameSize &&
-          err.message.includes("exceeds maximum")
-        ) {
-          throw new ProtocolError(
-            `Cannot complete handshake with daemon at '${this.#dialer.address}': ${err.message} before the session token (raise the handshakeMaxFrameSize option if the daemon's PKI document is that large)`,
-            { cause: err },
-          );
-        }
-        if (err instanceof ThinClientError) throw err;
-        throw new ConnectionError(
-          `Cannot complete handshake with daemon at '${this.#dialer.address}': connection failed`,
-          { cause: err },
-        );
-      }
-      if (hsSignal.aborted) throw abortReason(hsSignal);
-      if (body === null) {
-        throw new ConnectionError(
-          `Cannot complete handshake with daemon at '${this.#dialer.address}': connection closed by the daemon`,
-        );
-      }
-      return decodeFrameBody(body, false);
-    };
-    try {
-      const first = await next();
-      if (first.kind === "shutdown_event") {
-        throw new ConnectionError(
-          `Cannot complete handshake with daemon at '${this.#dialer.address}': the daemon is shutting down`,
-        );
-      }
-      if (first.kind !== "connection_status_event") {
-        throw new ProtocolError(
-          `Cannot complete handshake: first frame is '${first.kind}', expected 'connection_status_event'`,
-        );
-      }
-      if (first.sphinxGeometry === null || first.pigeonholeGeometry === null) {
-        throw new ProtocolError(
-          "Cannot complete handshake: connection_status_event lacks a geometry (incompatible daemon)",
-        );
-      }
-      // On a reconnect the status may have changed while we were away.
-      this.#applyStatus(first, this.#sphinx !== null);
-      let second = await next();
-      while (second.kind === "connection_status_event") {
-        this.#applyStatus(second, true);
-        second = await next();
-      }
-      if (second.kind !== "new_pki_document_event") {
-        throw new ProtocolError(
-          `Cannot complete handshake: second frame is '${second.kind}', expected 'new_pki_document_event'`,
-        );
-      }
-      this.#applyDocument(second.payload, this.#document !== null);
-      // Install the connection so replies flushed before the token reply are dispatched.
-      this.#conn = conn;
-      const sink = connSink(conn);
-      this.#sink = sink;
-      this.#frameWriter = new _FrameWriter(sink.write);
-      this.#sawShutdown = false;
-      // Replies queued for a resumed session may follow: any size from now.
-      decoder.maxFrameSize = this.#maxFrameSize;
-      await this.#write({
-        kind: "session_token",
-        clientInstanceToken: this.#instanceToken,
-      });
-      while (true) {
-        const resp = await next();
-        if (resp.kind === "session_token_reply") {
-          this.#appId = resp.appId;
-          this.#resumed = resp.resumed;
-          return { frames, resumed: resp.resumed, appId: resp.appId };
-        }
-        this.#dispatch(resp);
-      }
-    } catch (err) {
-      if (this.#conn === conn) this.#dropConn();
-      else onAbort();
-      throw err;
-    } finally {
-      clearTimeout(timer);
-      hsSignal.removeEventListener("abort", onAbort);
-    }
-  }
-
-  async #readLoop(frames: _FrameReader): Promise<void> {
-    let error: Error | null = null;
-    try {
-      // Every frame of a chunk is dispatched at once; only an empty reader waits.
-      for (;;) {
-        const body = frames.take();
-        if (body === undefined) {
-          if (!(await frames.fill())) break;
-          continue;
-        }
-        // While close()/detach() drain the connection, frames are dropped.
-        if (this.#state === "closed") continue;
-        this.#dispatch(decodeFrameBody(body, false));
-      }
-    } catch (err) {
-      error = err instanceof Error ? err : new Error(String(err));
-    }
-    try {
-      frames.release();
-    } catch {
-      // Nothing left to release.
-    }
-    if (this.#state === "closed") return;
-    this.#onDisconnect(error);
-  }
-
-  #onDisconnect(error: Error | null): void {
-    const graceful = this.#sawShutdown;
-    this.#dropConn();
-    this.#emit({ type: "daemon_disconnected", graceful, error });
-    if (this.#reconnect === null) {
-      void this.#shutdown(
-        false,
-        new ConnectionError(
-          `Lost connection to daemon at '${this.#dialer.address}'`,
-          {
-            cause: error ?? undefined,
-          },
-        ),
-      );
-      return;
-    }
-    this.#state = "reconnecting";
-    void this.#reconnectLoop(this.#reconnect);
-  }
-
-  async #reconnectLoop(policy: Required<ReconnectOptions>): Promise<void> {
-    let delay = policy.initialDelay;
-    let attempts = 0;
-    let lastError: unknown = null;
-    const signal = this.#lifetime.signal;
-    while (!signal.aborted) {
-      if (attempts >= policy.maxAttempts) {
-        void this.#shutdown(
-          false,
-          new ConnectionError(
-            `Cannot reconnect to daemon at '${this.#dialer.address}': gave up after ${attempts} attempts`,
-            { cause: lastError },
-          ),
-        );
-        return;
-      }
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => {
-          this.#timers.delete(t);
-          signal.removeEventListener("abort", done);
-          resolve();
-        }, delay);
-        this.#timers.add(t);
-        const done = (): void => {
-          clearTimeout(t);
-          this.#timers.delete(t);
-          resolve();
-        };
-        signal.addEventListener("abort", done, { once: true });
-      });
-      if (signal.aborted) return;
-      attempts++;
-      const before = this.#daemonToken;
-      try {
-        const hs = await this.#dialAndHandshake(signal);
-        if (this.#state === "closed") return;
-        this.#state = "connected";
-        const tokenChanged = toHex(before) !== toHex(this.#daemonToken);
-        if (!hs.resumed) {
-          const lost = new ConnectionError(
-            "Lost the reply: the daemon session was not resumed after reconnecting",
-          );
-          for (const w of this.#surbWaiters.values()) w.reject(lost);
-          this.#surbWaiters.clear();
-        }
-        this.#emit({
-          type: "reconnected",
-          resumed: hs.resumed,
-          instanceTokenChanged: tokenChanged,
-          appId: hs.appId,
-        });
-        // Re-send everything still waiting: replies produced while we were away are lost.
-        for (const p of this.#pending.values()) {
-          this.#write(p.request).catch(() => {});
-        }
-        for (const key of this.#cancelling.keys()) this.#sendCancel(key);
-        this.#readEnded = this.#readLoop(hs.frames);
-        return;
-      } catch (err) {
-        lastError = err;
-        if (signal.aborted) return;
-        delay = Math.min(delay * 2, policy.maxDelay);
-      }
-    }
-  }
-
-  #applyStatus(
-    ev: ResponseOf<"connection_status_event">,
-    emit: boolean,
-  ): void {
-    this.#isConnected = ev.isConnected;
-    this.#daemonToken = ev.instanceToken;
-    if (ev.sphinxGeometry !== null) this.#sphinx = ev.sphinxGeometry;
-    if (ev.pigeonholeGeometry !== null) {
-      this.#pigeonhole = ev.pigeonholeGeometry;
-    }
-    if (!ev.isConnected && this.#surbWaiters.size > 0) {
-      const err = new ConnectionError(
-        "Cannot wait for reply: the daemon lost its mixnet connection",
-      );
-      for (const w of this.#surbWaiters.values()) w.reject(err);
-      this.#surbWaiters.clear();
-    }
-    if (emit) {
-      this.#emit({
-        type: "connection_status",
-        isConnected: ev.isConnected,
-        instanceToken: ev.instanceToken,
-        sphinxGeometry: this.sphinxGeometry,
-        pigeonholeGeometry: this.pigeonholeGeometry,
-      });
-    }
-  }
-
-  #applyDocument(payload: Uint8Array | null, emit: boolean): void {
-    if (payload === null || payload.length === 0) return;
-    let doc: PkiDocument;
-    try {
-      doc = parsePkiDocument(payload);
-    } catch {
-      return; // a document that fails to parse is ignored, as upstream does
-    }
-    this.#document = doc;
-    this.#documents.set(doc.epoch, doc);
-    for (const epoch of this.#documents.keys()) {
-      if (epoch + PKI_CACHE_EPOCHS <= doc.epoch) this.#documents.delete(epoch);
-    }
-    if (emit) this.#emit({ type: "pki_document", document: doc });
-  }
-
-  #dispatch(resp: Response): void {
-    switch (resp.kind) {
-      case "connection_status_event":
-        this.#applyStatus(resp, true);
-        return;
-      case "new_pki_document_event":
-        this.#applyDocument(resp.payload, true);
-        return;
-      case "shutdown_event":
-        this.#sawShutdown = true;
-        this.#emit({ type: "shutdown" });
-        return;
-      case "message_sent_event": {
-        this.#emit({
-          type: "message_sent",
-          messageId: resp.messageId,
-          surbId: resp.surbId,
-          sentAt: resp.sentAt === null ? null : new Date(resp.sentAt * 1000),
-          replyEtaMs: Number(resp.replyEta / 1_000_000n),
-          error: resp.err,
-        });
-        if (resp.err !== null && resp.surbId !== null) {
-          const key = idKey(resp.surbId);
-          const w = this.#surbWaiters.get(key);
-          if (w !== undefined) {
-            this.#surbWaiters.delete(key);
-            w.reject(
-              new ThinClientError(
-                `Cannot send message: the daemon reported '${resp.err}'`,
-              ),
-            );
-          }
-        }
-        return;
-      }
-      case "message_reply_event": {
-        const payload = resp.payload ?? new Uint8Array(0);
-        this.#emit({
-          type: "message_reply",
-          messageId: resp.messageId,
-          surbId: resp.surbId,
-          payload,
-          replyIndex: resp.replyIndex,
-          errorCode: resp.errorCode,
-        });
-        if (resp.surbId !== null) {
-          const key = idKey(resp.surbId);
-          const w = this.#surbWaiters.get(key);
-          if (w !== undefined) {
-            this.#surbWaiters.delete(key);
-            w.resolve(payload);
-          }
-        }
-        return;
-      }
-      case "message_id_garbage_collected":
-        this.#emit({
-          type: "message_id_garbage_collected",
-          messageId: resp.messageId,
-        });
-        return;
-      case "session_token_reply":
-      case "unknown":
-        return;
-      default: {
-        if (resp.queryId === null) return;
-        const key = idKey(resp.queryId);
-        if (
-          resp.kind === "start_resending_encrypted_message_reply" ||
-          resp.kind === "start_resending_copy_command_reply"
-        ) {
-          this.#cancelling.delete(key);
-        } else if (
-          resp.kind === "cancel_resending_encrypted_message_reply" ||
-          resp.kind === "cancel_resending_copy_command_reply"
-        ) {
-          this.#onCancelReply(resp);
-        }
-        const p = this.#pending.get(key);
-        if (p === undefined || p.expect !== resp.kind) return;
-        this.#pending.delete(key);
-        this.#settled(p);
-        p.settle.resolve(resp);
-      }
-    }
-  }
 }
-
-/**
- * The reply kind of a request kind.
- *
- * @example Usage
- * ```ts
- * import type { ReplyKindFor } from "@katzenpost/thinclient";
- * type R = ReplyKindFor<"new_keypair">; // "new_keypair_reply"
- * ```
- */
-export type ReplyKindFor<K extends RequestKind> = `${K}_reply` extends
-  ResponseKind ? `${K}_reply`
-  : never;

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { CallOptions } from "./client.ts";
+import type { CallOptions } from "./_options.ts";
 import {
   _adopt,
   MessageBoxIndex,
