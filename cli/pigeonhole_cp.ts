@@ -62,6 +62,7 @@ import {
   sourceContext,
 } from "./_process.ts";
 import { Progress, type ProgressMode } from "./_progress.ts";
+import { startHeapTrim } from "./_heap.ts";
 import { runReceive } from "./_receive.ts";
 import { runSend } from "./_send.ts";
 import { TransferStore } from "./_state.ts";
@@ -267,6 +268,7 @@ async function send(options: SendOptions, run: Run): Promise<number> {
   }
   checkConfirmAll(options);
   using store = await openStore(options, run.io);
+  using _trim = startHeapTrim();
   return await runSend(
     {
       input: options.input,
@@ -287,6 +289,7 @@ async function receive(options: ReceiveOptions, run: Run): Promise<number> {
   await readConfig(options.config, run.io);
   const sideCaps = await loadReadSide(options.readCap, options.index, caps);
   using store = options.dest === "-" ? null : await openStore(options, run.io);
+  using _trim = startHeapTrim();
   return await runReceive(
     {
       dest: options.dest,
