@@ -173,7 +173,7 @@ function isEmptyValue(v: unknown): boolean {
     (v instanceof Uint8Array && v.length === 0);
 }
 
-/** A map (or an array of maps) of a request with its wire keys. */
+/** A nested map of a request, with its wire keys. */
 function wireStruct(fields: readonly Field[], v: unknown): unknown {
   const source = v as Record<string, unknown>;
   const out: Record<string, unknown> = {};

@@ -1,7 +1,9 @@
 /**
  * Every request, reply and event of the kpclientd v0.0.99 thin protocol as
- * TypeScript types, with the encoder and the validating decoder. This is the
- * only file that knows the raw CBOR keys.
+ * TypeScript types, with the encoder and the validating decoder. This file
+ * and the schema behind it (lib/_protocol_schema.ts, compiled into field
+ * tables by lib/_protocol_values.ts) are the only ones that know the raw
+ * CBOR keys; the types here are derived from the schema.
  *
  * Requests are encoded as single-key envelope maps. Responses are decoded by
  * picking the one variant whose value is not null (the daemon sends all 25
