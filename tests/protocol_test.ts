@@ -1,16 +1,29 @@
 import assert from "node:assert/strict";
 import {
+  type CopyDestination,
   decodeResponse,
+  type DirectoryAuthority,
   encodeRequest,
   errorFromResendCode,
   isExpectedOutcome,
+  type PigeonholeGeometry,
   ProtocolError,
   ReplicaError,
   type Request,
+  type RequestKind,
   type Response,
+  type ResponseKind,
+  type ResponseOf,
+  type SphinxGeometry,
   thinErrorText,
 } from "../mod.ts";
 import { decodeCbor, encodeCbor } from "../lib/cbor.ts";
+import {
+  type FieldSpec,
+  REQUESTS,
+  RESPONSES,
+  STRUCTS,
+} from "../lib/_protocol_schema.ts";
 import { encodeResponse } from "../testing/_wire.ts";
 
 const hex = (s: string): Uint8Array =>
@@ -601,3 +614,526 @@ Deno.test("decodeResponse() refuses text that is not UTF-8, as Go does", () => {
     return true;
   });
 });
+
+// ---------------------------------------------------------------------------
+// The protocol schema (lib/_protocol_schema.ts) and what is derived from it
+
+type Schema = Record<string, Record<string, FieldSpec>>;
+
+/** A sample of a field type: the value in TypeScript and on the wire. */
+function sample(type: string, seed: number): { ts: unknown; wire: unknown } {
+  const nullable = type.endsWith("?");
+  const bare = nullable ? type.slice(0, -1) : type;
+  if (bare.endsWith("[]")) {
+    const items = [
+      sample(bare.slice(0, -2), seed),
+      sample(bare.slice(0, -2), seed + 1),
+    ];
+    return { ts: items.map((i) => i.ts), wire: items.map((i) => i.wire) };
+  }
+  const bytes = (n: number) =>
+    Uint8Array.from({ length: n }, (_, i) => seed + i);
+  switch (bare) {
+    case "bytes":
+      return { ts: bytes(3), wire: bytes(3) };
+    case "id":
+      return { ts: bytes(16), wire: bytes(16) };
+    case "hash":
+      return { ts: bytes(32), wire: bytes(32) };
+    case "u8":
+      return { ts: seed % 256, wire: seed % 256 };
+    case "u32":
+    case "uint":
+      return { ts: 70_000 + seed, wire: 70_000 + seed };
+    case "u64":
+      return {
+        ts: (1n << 60n) + BigInt(seed),
+        wire: (1n << 60n) + BigInt(seed),
+      };
+    case "time":
+      return { ts: 1_700_000_000 + seed, wire: 1_700_000_000 + seed };
+    case "bool":
+      return { ts: true, wire: true };
+    case "text":
+      return { ts: `t${seed}`, wire: `t${seed}` };
+  }
+  const fields = STRUCTS[bare as keyof typeof STRUCTS] as Record<
+    string,
+    FieldSpec
+  >;
+  assert.ok(fields !== undefined, `no sample for type "${type}"`);
+  const ts: Record<string, unknown> = {};
+  const wire: Record<string, unknown> = {};
+  let i = 0;
+  for (const [name, f] of Object.entries(fields)) {
+    const s = sample(f.type, seed + ++i);
+    ts[name] = s.ts;
+    wire[f.wire] = s.wire;
+  }
+  return { ts, wire };
+}
+
+Deno.test("encodeRequest() puts every schema field under its wire key, in order", () => {
+  for (const [kind, fields] of Object.entries(REQUESTS as Schema)) {
+    const request: Record<string, unknown> = { kind };
+    const wire: Record<string, unknown> = {};
+    let seed = 1;
+    for (const [name, f] of Object.entries(fields)) {
+      const s = sample(f.type, seed++);
+      request[name] = s.ts;
+      wire[f.wire] = s.wire;
+    }
+    const body = encodeRequest(request as Request);
+    assert.deepEqual(decodeCbor(body), { [kind]: wire }, kind);
+    assert.deepEqual(body, encodeCbor({ [kind]: wire }), `${kind}: key order`);
+  }
+});
+
+Deno.test("decodeResponse() builds every schema field, and only those, under its TypeScript name", () => {
+  for (const [kind, fields] of Object.entries(RESPONSES as Schema)) {
+    const expected: Record<string, unknown> = { kind };
+    const wire: Record<string, unknown> = { "unknown_field": 1 };
+    let seed = 1;
+    for (const [name, f] of Object.entries(fields)) {
+      const s = sample(f.type, seed++);
+      expected[name] = s.ts;
+      wire[f.wire] = s.wire;
+    }
+    assert.deepEqual(
+      decodeResponse(encodeCbor({ [kind]: wire })),
+      expected,
+      kind,
+    );
+    // Absent: null for `?` fields, Go zero values otherwise (required
+    // byte strings refuse to be absent).
+    const required = Object.entries(fields).filter(([, f]) =>
+      !f.type.endsWith("?") && /^(id|hash|bytes)$/.test(f.type) && !f.zero
+    );
+    if (required.length > 0) {
+      assert.throws(
+        () => decodeResponse(encodeCbor({ [kind]: {} })),
+        (e) =>
+          e instanceof ProtocolError &&
+          e.message.includes(`'${kind}.${required[0]![1].wire}' is null`),
+      );
+      continue;
+    }
+    const empty = decodeResponse(
+      encodeCbor({ [kind]: {} }),
+    ) as unknown as Record<string, unknown>;
+    assert.deepEqual(Object.keys(empty), Object.keys(expected), kind);
+    for (const [name, f] of Object.entries(fields)) {
+      if (f.type.endsWith("?")) {
+        assert.equal(empty[name], null, `${kind}.${name}`);
+      } else assert.notEqual(empty[name], null, `${kind}.${name}`);
+    }
+  }
+});
+
+Deno.test("decodeResponse() checks fields of nested maps against the schema", () => {
+  const status = (sphinx: Record<string, unknown>) =>
+    encodeCbor({
+      connection_status_event: {
+        is_connected: true,
+        instance_token: TOKEN,
+        sphinx_geometry: sphinx,
+      },
+    });
+  assert.throws(
+    () => decodeResponse(status({ NrHops: "five" })),
+    /field 'connection_status_event\.sphinx_geometry\.NrHops' is text string, expected an unsigned integer/,
+  );
+  const r = decodeResponse(status({ NrHops: 5, __proto__x: 1 }));
+  assert.ok(r.kind === "connection_status_event");
+  assert.equal(r.sphinxGeometry?.nrHops, 5);
+  assert.equal(r.sphinxGeometry?.kemName, "");
+  assert.deepEqual(
+    Object.keys(r.sphinxGeometry!),
+    Object.keys(STRUCTS.sphinxGeometry),
+  );
+});
+
+/** `true` when `A` and `B` are the same type. */
+type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends
+  (<T>() => T extends B ? 1 : 2) ? true
+  : false;
+/** `true` when each of `A` and `B` is assignable to the other. */
+type Mutual<A, B> = [A] extends [B] ? [B] extends [A] ? true : false : false;
+
+/** Schema fields missing from the derived variant of each kind (never, when none). */
+type Missing<M extends Record<string, object>, U extends { kind: string }> = {
+  [K in keyof M & string]: Exclude<keyof M[K], keyof Extract<U, { kind: K }>>;
+}[keyof M & string];
+
+Deno.test("Request and Response are derived from the schema with the shapes of the hand-written unions", () => {
+  const checks: [
+    Same<Missing<typeof REQUESTS, Request>, never>,
+    Same<Missing<typeof RESPONSES, Response>, never>,
+    Same<RequestKind, keyof typeof REQUESTS>,
+    Same<Exclude<ResponseKind, "unknown">, keyof typeof RESPONSES>,
+    Mutual<Request, ExpectedRequest>,
+    Mutual<Response, ExpectedResponse>,
+    Same<ResponseOf<"message_reply_event">["replyIndex"], number | null>,
+    Same<
+      ResponseOf<"connection_status_event">["sphinxGeometry"],
+      SphinxGeometry | null
+    >,
+    Same<
+      Extract<
+        Request,
+        { kind: "start_resending_copy_command" }
+      >["courierIdentityHash"],
+      Uint8Array | undefined
+    >,
+    Same<Extract<Request, { kind: "get_pki_document" }>["epoch"], bigint>,
+  ] = [true, true, true, true, true, true, true, true, true, true];
+  assert.ok(checks.every((c) => c));
+  // exactOptionalPropertyTypes: an omitEmpty field may be left out, not set
+  // to undefined.
+  const minimal: Request = {
+    kind: "start_resending_copy_command",
+    queryId: QID,
+    writeCap: new Uint8Array(168),
+  };
+  assert.equal(encodeRequest(minimal).length > 0, true);
+});
+
+/** The TypeScript type of a schema field type, as the docs write it. */
+function docType(type: string): string {
+  const nullable = type.endsWith("?");
+  const bare = nullable ? type.slice(0, -1) : type;
+  const array = bare.endsWith("[]");
+  const base = array ? bare.slice(0, -2) : bare;
+  const names: Record<string, string> = {
+    bytes: "Uint8Array",
+    id: "Uint8Array",
+    hash: "Uint8Array",
+    u8: "number",
+    u32: "number",
+    uint: "number",
+    time: "number",
+    u64: "bigint",
+    bool: "boolean",
+    text: "string",
+  };
+  const t = names[base] ?? base[0]!.toUpperCase() + base.slice(1);
+  return `${t}${array ? "[]" : ""}${nullable ? " | null" : ""}`;
+}
+
+/** The JSDoc lines listing each variant and its fields, wrapped at 80. */
+function docList(schema: Schema): string[] {
+  const lines: string[] = [];
+  for (const [kind, fields] of Object.entries(schema)) {
+    const words = Object.entries(fields).map(([name, f], i, all) =>
+      `\`${name}${f.omitEmpty ? "?" : ""}: ${docType(f.type)}\`${
+        i < all.length - 1 ? "," : ""
+      }`
+    );
+    if (words.length === 0) words.push("no fields");
+    let line = ` * - \`${kind}\`:`;
+    for (const w of words) {
+      if (line.length + 1 + w.length > 80) {
+        lines.push(line);
+        line = ` *   ${w}`;
+      } else line += ` ${w}`;
+    }
+    lines.push(line);
+  }
+  return lines;
+}
+
+/** The variant list of the JSDoc block before `export type <name>`. */
+function docListOf(source: string, name: string): string[] {
+  const end = source.indexOf(`export type ${name} =`);
+  const start = source.lastIndexOf("/**", end);
+  const block = source.slice(start, end).split("\n");
+  return block.filter((l) => l.startsWith(" * - `") || l.startsWith(" *   "));
+}
+
+Deno.test("the docs of Request and Response list the schema's variants and fields", async () => {
+  const source = await Deno.readTextFile(
+    new URL("../lib/protocol.ts", import.meta.url),
+  );
+  const request = docList(REQUESTS as Schema);
+  assert.deepEqual(docListOf(source, "Request"), request, request.join("\n"));
+  const response = docList(RESPONSES as Schema);
+  assert.deepEqual(
+    docListOf(source, "Response"),
+    response,
+    response.join("\n"),
+  );
+});
+
+// The unions of lib/protocol.ts as they were written by hand before the
+// schema: the derived types must keep these shapes.
+type ExpectedDestination = CopyDestination;
+type ExpectedRequest =
+  | { kind: "session_token"; clientInstanceToken: Uint8Array }
+  | { kind: "thin_close" }
+  | {
+    kind: "send_message";
+    id: Uint8Array | null;
+    withSurb: boolean;
+    surbId: Uint8Array | null;
+    destinationIdHash: Uint8Array;
+    recipientQueueId: Uint8Array;
+    payload: Uint8Array;
+  }
+  | { kind: "new_keypair"; queryId: Uint8Array; seed: Uint8Array }
+  | {
+    kind: "encrypt_read";
+    queryId: Uint8Array;
+    readCap: Uint8Array;
+    messageBoxIndex: Uint8Array;
+  }
+  | {
+    kind: "encrypt_write";
+    queryId: Uint8Array;
+    plaintext: Uint8Array;
+    writeCap: Uint8Array;
+    messageBoxIndex: Uint8Array;
+  }
+  | {
+    kind: "start_resending_encrypted_message";
+    queryId: Uint8Array;
+    readCap: Uint8Array | null;
+    writeCap: Uint8Array | null;
+    messageBoxIndex: Uint8Array | null;
+    replyIndex?: number;
+    envelopeDescriptor: Uint8Array;
+    messageCiphertext: Uint8Array;
+    envelopeHash: Uint8Array;
+    noRetryOnBoxIdNotFound?: boolean;
+    noIdempotentBoxAlreadyExists?: boolean;
+  }
+  | {
+    kind: "cancel_resending_encrypted_message";
+    queryId: Uint8Array;
+    envelopeHash: Uint8Array;
+  }
+  | {
+    kind: "start_resending_copy_command";
+    queryId: Uint8Array;
+    writeCap: Uint8Array;
+    courierIdentityHash?: Uint8Array;
+    courierQueueId?: Uint8Array;
+  }
+  | {
+    kind: "cancel_resending_copy_command";
+    queryId: Uint8Array;
+    writeCapHash: Uint8Array;
+  }
+  | {
+    kind: "next_message_box_index";
+    queryId: Uint8Array;
+    messageBoxIndex: Uint8Array;
+  }
+  | {
+    kind: "get_message_box_index_counter";
+    queryId: Uint8Array;
+    messageBoxIndex: Uint8Array;
+  }
+  | { kind: "get_pki_document"; queryId: Uint8Array; epoch: bigint }
+  | { kind: "get_directory_authorities"; queryId: Uint8Array }
+  | {
+    kind: "create_courier_envelopes_from_payload";
+    queryId: Uint8Array;
+    payload: Uint8Array;
+    destWriteCap: Uint8Array;
+    destStartIndex: Uint8Array;
+    isStart: boolean;
+    isLast: boolean;
+  }
+  | {
+    kind: "create_courier_envelopes_from_multi_payload";
+    queryId: Uint8Array;
+    destinations: ExpectedDestination[];
+    isStart: boolean;
+    isLast: boolean;
+    buffer: Uint8Array | null;
+  }
+  | {
+    kind: "create_courier_envelopes_from_tombstone_range";
+    queryId: Uint8Array;
+    destWriteCap: Uint8Array;
+    destStartIndex: Uint8Array;
+    maxCount: number;
+    isStart: boolean;
+    isLast: boolean;
+    buffer: Uint8Array | null;
+  }
+  | {
+    kind: "voucher_mint";
+    queryId: Uint8Array;
+    messageWriteCap: Uint8Array;
+    displayName: string;
+  }
+  | {
+    kind: "voucher_induct";
+    queryId: Uint8Array;
+    voucher: Uint8Array;
+    voucherPayload: Uint8Array;
+    whoReply: Uint8Array;
+  }
+  | {
+    kind: "voucher_open";
+    queryId: Uint8Array;
+    voucherSecretKey: Uint8Array;
+    sealedReply: Uint8Array;
+    messageWriteCap: Uint8Array;
+  }
+  | { kind: "voucher_derive_stream"; queryId: Uint8Array; voucher: Uint8Array };
+
+type ExpectedResponse =
+  | { kind: "session_token_reply"; appId: Uint8Array; resumed: boolean }
+  | { kind: "shutdown_event" }
+  | {
+    kind: "connection_status_event";
+    isConnected: boolean;
+    instanceToken: Uint8Array;
+    sphinxGeometry: SphinxGeometry | null;
+    pigeonholeGeometry: PigeonholeGeometry | null;
+  }
+  | { kind: "new_pki_document_event"; payload: Uint8Array | null }
+  | {
+    kind: "message_sent_event";
+    messageId: Uint8Array | null;
+    surbId: Uint8Array | null;
+    sentAt: number | null;
+    replyEta: bigint;
+    err: string | null;
+  }
+  | {
+    kind: "message_reply_event";
+    messageId: Uint8Array | null;
+    surbId: Uint8Array | null;
+    payload: Uint8Array | null;
+    replyIndex: number | null;
+    errorCode: number;
+  }
+  | { kind: "message_id_garbage_collected"; messageId: Uint8Array | null }
+  | {
+    kind: "new_keypair_reply";
+    queryId: Uint8Array | null;
+    writeCap: Uint8Array | null;
+    readCap: Uint8Array | null;
+    firstMessageIndex: Uint8Array | null;
+    errorCode: number;
+  }
+  | {
+    kind: "encrypt_read_reply" | "encrypt_write_reply";
+    queryId: Uint8Array | null;
+    messageCiphertext: Uint8Array | null;
+    envelopeDescriptor: Uint8Array | null;
+    envelopeHash: Uint8Array | null;
+    nextMessageBoxIndex: Uint8Array | null;
+    errorCode: number;
+  }
+  | {
+    kind: "start_resending_encrypted_message_reply";
+    queryId: Uint8Array | null;
+    plaintext: Uint8Array | null;
+    errorCode: number;
+    courierIdentityHash: Uint8Array | null;
+    courierQueueId: Uint8Array | null;
+  }
+  | {
+    kind:
+      | "cancel_resending_encrypted_message_reply"
+      | "cancel_resending_copy_command_reply";
+    queryId: Uint8Array | null;
+    errorCode: number;
+  }
+  | {
+    kind: "start_resending_copy_command_reply";
+    queryId: Uint8Array | null;
+    errorCode: number;
+    replicaErrorCode: number;
+    failedEnvelopeIndex: bigint;
+  }
+  | {
+    kind: "next_message_box_index_reply";
+    queryId: Uint8Array | null;
+    nextMessageBoxIndex: Uint8Array | null;
+    errorCode: number;
+  }
+  | {
+    kind: "get_message_box_index_counter_reply";
+    queryId: Uint8Array | null;
+    counter: bigint;
+    errorCode: number;
+  }
+  | {
+    kind: "get_pki_document_reply";
+    queryId: Uint8Array | null;
+    payload: Uint8Array | null;
+    epoch: bigint;
+    errorCode: number;
+  }
+  | {
+    kind: "get_directory_authorities_reply";
+    queryId: Uint8Array | null;
+    authorities: DirectoryAuthority[] | null;
+    errorCode: number;
+  }
+  | {
+    kind: "create_courier_envelopes_from_payload_reply";
+    queryId: Uint8Array | null;
+    envelopes: Uint8Array[] | null;
+    nextDestIndex: Uint8Array | null;
+    errorCode: number;
+  }
+  | {
+    kind: "create_courier_envelopes_from_multi_payload_reply";
+    queryId: Uint8Array | null;
+    envelopes: Uint8Array[] | null;
+    buffer: Uint8Array | null;
+    nextDestIndices: Uint8Array[] | null;
+    errorCode: number;
+  }
+  | {
+    kind: "create_courier_envelopes_from_tombstone_range_reply";
+    queryId: Uint8Array | null;
+    envelopes: Uint8Array[] | null;
+    buffer: Uint8Array | null;
+    nextDestIndex: Uint8Array | null;
+    errorCode: number;
+  }
+  | {
+    kind: "voucher_mint_reply";
+    queryId: Uint8Array | null;
+    voucher: Uint8Array | null;
+    voucherPayload: Uint8Array | null;
+    voucherWriteCap: Uint8Array | null;
+    voucherReadCap: Uint8Array | null;
+    voucherSecretKey: Uint8Array | null;
+    voucherPublicKey: Uint8Array | null;
+    errorCode: number;
+  }
+  | {
+    kind: "voucher_induct_reply";
+    queryId: Uint8Array | null;
+    displayName: string;
+    mutatedMessageReadCap: Uint8Array | null;
+    sealedReply: Uint8Array | null;
+    voucherWriteCap: Uint8Array | null;
+    voucherReadCap: Uint8Array | null;
+    salt: Uint8Array | null;
+    errorCode: number;
+  }
+  | {
+    kind: "voucher_open_reply";
+    queryId: Uint8Array | null;
+    whoReply: Uint8Array | null;
+    salt: Uint8Array | null;
+    mutatedMessageWriteCap: Uint8Array | null;
+    errorCode: number;
+  }
+  | {
+    kind: "voucher_derive_stream_reply";
+    queryId: Uint8Array | null;
+    voucherWriteCap: Uint8Array | null;
+    voucherReadCap: Uint8Array | null;
+    errorCode: number;
+  }
+  | { kind: "unknown"; keys: string[] };
