@@ -297,6 +297,7 @@ async function send(
   }
   const started = env.now();
   const client = await env.connect();
+  const job: SendJob = { o, src, header, caps, env, client, key };
   try {
     if (o.mode === "stream") {
       const max = client.pigeonholeGeometry.maxPlaintextPayloadLength;
@@ -311,13 +312,13 @@ async function send(
           "the daemon's box size shrank since the interrupted send; starting over",
         );
       }
-      return await sendStream(o, src, header, caps, env, client, key, {
+      return await sendStream(job, {
         stored: stored?.record,
         max: stored === undefined ? max : stored.record["max"] as number,
         started,
       });
     }
-    return await sendCopy(o, src, header, caps, env, client, key, {
+    return await sendCopy(job, {
       stored,
       started,
     });
@@ -326,20 +327,26 @@ async function send(
   }
 }
 
+/** What both send modes work on. */
+interface SendJob {
+  o: SendOptions;
+  src: Source;
+  header: Uint8Array;
+  caps: { writeCap: WriteCap; index: MessageBoxIndex };
+  env: CommandEnv;
+  client: ThinClient;
+  key: string;
+}
+
 async function sendStream(
-  o: SendOptions,
-  src: Source,
-  header: Uint8Array,
-  caps: { writeCap: WriteCap; index: MessageBoxIndex },
-  env: CommandEnv,
-  client: ThinClient,
-  key: string,
+  job: SendJob,
   s: {
     stored: Record<string, unknown> | undefined;
     max: number;
     started: number;
   },
 ): Promise<number> {
+  const { o, src, header, caps, env, client, key } = job;
   const layout = streamLayout(src.size, header.length, s.max);
   const cursor = s.stored === undefined
     ? { low: 0, lowIndex: caps.index, ahead: new Set<number>() }
@@ -448,13 +455,7 @@ async function sendStream(
 }
 
 async function sendCopy(
-  o: SendOptions,
-  src: Source,
-  header: Uint8Array,
-  caps: { writeCap: WriteCap; index: MessageBoxIndex },
-  env: CommandEnv,
-  client: ThinClient,
-  key: string,
+  job: SendJob,
   s: {
     stored:
       | { record: Record<string, unknown>; elements: Uint8Array | null }
@@ -462,6 +463,7 @@ async function sendCopy(
     started: number;
   },
 ): Promise<number> {
+  const { o, src, header, caps, env, client, key } = job;
   const signal = env.signal;
   const store = env.store;
   let record: Record<string, unknown>;

@@ -1,5 +1,7 @@
 /**
- * The only file that knows the hash library (npm:@noble/hashes).
+ * The library's only door to the hash package (npm:@noble/hashes); the fake
+ * daemon in testing/ has its own (testing/_blake2b.ts), so that it stays an
+ * independent oracle.
  *
  * @module
  */

@@ -1,5 +1,6 @@
 /**
- * BLAKE2b for the fake daemon, the only file that imports the hash package.
+ * BLAKE2b for the fake daemon: its only import of the hash package, apart
+ * from lib/hash.ts, so the oracle does not share the client's hashing code.
  *
  * @module
  */

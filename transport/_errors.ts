@@ -1,4 +1,5 @@
 // Error helpers shared by the transports.
+import type { Conn } from "../lib/conn.ts";
 import { ConnectionError } from "../lib/errors.ts";
 
 const CODE_TEXT: Readonly<Record<string, string>> = {
@@ -36,6 +37,31 @@ export function _dialError(label: string, err: unknown): ConnectionError {
     `Cannot dial daemon at '${label}': ${_reason(err)}`,
     { cause: err },
   );
+}
+
+/**
+ * Runs a socket dial for `label`: a failure becomes {@linkcode _dialError}
+ * (or the signal's reason once aborted), and a connection that opens after
+ * the abort is closed again.
+ */
+export async function _dialAbortable(
+  label: string,
+  signal: AbortSignal | undefined,
+  dial: () => Promise<Conn>,
+): Promise<Conn> {
+  signal?.throwIfAborted();
+  let conn: Conn;
+  try {
+    conn = await dial();
+  } catch (err) {
+    if (signal?.aborted) throw signal.reason;
+    throw _dialError(label, err);
+  }
+  if (signal?.aborted) {
+    conn.close();
+    throw signal.reason;
+  }
+  return conn;
 }
 
 /** The error of a failed read or write on an open connection. */

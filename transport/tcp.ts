@@ -11,7 +11,7 @@ import {
   validateDialConfig,
 } from "../lib/config.ts";
 import { ConnectionError } from "../lib/errors.ts";
-import { _dialError } from "./_errors.ts";
+import { _dialAbortable } from "./_errors.ts";
 import { _socketBackend } from "./_runtime.ts";
 
 /**
@@ -93,24 +93,17 @@ export class TcpDialer implements Dialer {
         `Cannot dial daemon at '${this.address}': TCP needs Deno or Node; in a browser use the WebSocket transport`,
       );
     }
-    signal?.throwIfAborted();
-    let conn: Conn;
-    try {
-      conn = await backend.dialTcp(
-        this.#hostname,
-        this.#port,
-        this.#family,
-        this.address,
-        signal,
-      );
-    } catch (err) {
-      if (signal?.aborted) throw signal.reason;
-      throw _dialError(this.address, err);
-    }
-    if (signal?.aborted) {
-      conn.close();
-      throw signal.reason;
-    }
-    return conn;
+    return await _dialAbortable(
+      this.address,
+      signal,
+      () =>
+        backend.dialTcp(
+          this.#hostname,
+          this.#port,
+          this.#family,
+          this.address,
+          signal,
+        ),
+    );
   }
 }

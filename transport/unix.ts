@@ -7,7 +7,7 @@
 import type { Conn, Dialer, DialOptions } from "../lib/conn.ts";
 import { type UnixDialConfig, validateDialConfig } from "../lib/config.ts";
 import { ConnectionError } from "../lib/errors.ts";
-import { _dialError } from "./_errors.ts";
+import { _dialAbortable } from "./_errors.ts";
 import { _socketBackend } from "./_runtime.ts";
 
 /**
@@ -84,18 +84,10 @@ export class UnixDialer implements Dialer {
       }
       path = "\0" + path.slice(1);
     }
-    signal?.throwIfAborted();
-    let conn: Conn;
-    try {
-      conn = await backend.dialUnix(path, this.address, signal);
-    } catch (err) {
-      if (signal?.aborted) throw signal.reason;
-      throw _dialError(this.address, err);
-    }
-    if (signal?.aborted) {
-      conn.close();
-      throw signal.reason;
-    }
-    return conn;
+    return await _dialAbortable(
+      this.address,
+      signal,
+      () => backend.dialUnix(path, this.address, signal),
+    );
   }
 }
