@@ -6,7 +6,11 @@
 # daemon and file, in copy mode and in stream mode (upstream: --no-copy).
 #
 #   bash bench/transfer_bench.sh [--sizes "100KiB 1MiB"] [--samples N] [--limit S]
-#                                [--modes "copy stream"] [--config thinclient.toml]
+#                                [--modes "copy stream"] [--tools "ours upstream"]
+#                                [--timeout S] [--config thinclient.toml]
+#
+# --tools runs only some of the tools (a long pair can then run in two
+# sittings); --timeout caps each send and each receive (default 3600 s).
 #
 # --samples 0 skips the single write/read timing.
 #
@@ -38,12 +42,16 @@ SAMPLES=5
 LIMIT=900
 CHECK_READY=1
 MODES="copy stream"
+TOOLS="ours upstream"
+STEP_TIMEOUT=3600
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --sizes) SIZES="$2"; shift 2 ;;
     --samples) SAMPLES="$2"; shift 2 ;;
     --limit) LIMIT="$2"; shift 2 ;;
     --modes) MODES="$2"; shift 2 ;;
+    --tools) TOOLS="$2"; shift 2 ;;
+    --timeout) STEP_TIMEOUT="$2"; shift 2 ;;
     --config) TOML="$2"; CHECK_READY=0; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -87,13 +95,13 @@ rows = [json.loads(l) for l in open(sys.argv[2]) if l.startswith("{")]
 print(round([r for r in rows if r.get("command") == sys.argv[1]][-1]["seconds"], 1))
 EOF
 }
-# Runs "$@" with a 60 min cap; sets EL (seconds) and LOG (combined output file).
+# Runs "$@" with a cap of STEP_TIMEOUT seconds; sets EL (seconds) and LOG (combined output file).
 run_timed() {
   LOG="$W/$1.log"
   shift
   local t0
   t0=$(now)
-  if ! timeout 3600 "$@" >"$LOG" 2>&1; then
+  if ! timeout "$STEP_TIMEOUT" "$@" >"$LOG" 2>&1; then
     EL=$(echo "$(now) - $t0" | bc)
     echo "FAILED after ${EL}s: $*" >&2
     tail -5 "$LOG" >&2
@@ -108,7 +116,7 @@ for size in $SIZES; do
   f="$W/data-$size.bin"
   head -c "$n" /dev/urandom >"$f"
   for mode in $MODES; do
-    for tool in ours upstream; do
+    for tool in $TOOLS; do
       key="$tool $mode"
       if [[ -n "${PREV[$key]:-}" ]]; then
         read -r pb ps <<<"${PREV[$key]}"
