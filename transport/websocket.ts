@@ -8,6 +8,7 @@
 import type { Conn, Dialer, DialOptions } from "../lib/conn.ts";
 import { validateDialConfig, type WebSocketDialConfig } from "../lib/config.ts";
 import { ConnectionError, ProtocolError } from "../lib/errors.ts";
+import { delay } from "../lib/_async.ts";
 
 /** Above this many queued bytes, writes wait for the socket to drain. */
 const SEND_HIGH_WATER = 1024 * 1024;
@@ -249,7 +250,7 @@ function _wrapWebSocket(ws: WebSocket, label: string): Conn {
           : chunk.slice(),
       );
       while (ws.bufferedAmount > SEND_HIGH_WATER) {
-        await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
+        await delay(DRAIN_POLL_MS);
         if (closed || ws.readyState !== WebSocket.OPEN) throw writeClosed();
       }
     },
