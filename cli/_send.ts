@@ -90,14 +90,7 @@ async function openSource(o: SendOptions, env: CommandEnv): Promise<Source> {
         MAX_COPY_PAYLOAD - headerRoom,
         (size) => tooLarge(size + headerRoom, name),
       );
-      return {
-        name,
-        size: data.length,
-        sha256: sha256Of(data),
-        data,
-        path: null,
-        temporary: false,
-      };
+      return inMemory(name, data);
     }
     const s = await spool(env.stdin, o.spoolDir);
     return { name, ...s, data: null, temporary: true };
@@ -124,14 +117,7 @@ async function openSource(o: SendOptions, env: CommandEnv): Promise<Source> {
         throw tooLarge(info.size + headerRoom, name);
       }
       const data = await Deno.readFile(o.input);
-      return {
-        name,
-        size: data.length,
-        sha256: sha256Of(data),
-        data,
-        path: null,
-        temporary: false,
-      };
+      return inMemory(name, data);
     }
     const { digest, size } = await hashFile(o.input);
     return {
@@ -612,4 +598,16 @@ function done(
     },
   );
   return ExitCode.Ok;
+}
+
+/** A source held in memory (copy mode: at most 10 MiB). */
+function inMemory(name: string, data: Uint8Array): Source {
+  return {
+    name,
+    size: data.length,
+    sha256: sha256Of(data),
+    data,
+    path: null,
+    temporary: false,
+  };
 }
