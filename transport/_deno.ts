@@ -2,7 +2,7 @@
 // when `globalThis.Deno` exists; it touches `Deno` only inside functions.
 import type { Conn } from "../lib/conn.ts";
 import { _ioError } from "./_errors.ts";
-import type { _SocketBackend } from "./_runtime.ts";
+import type { _SocketBackend } from "./_backend.ts";
 
 /** Reads go into slabs of this size, each chunk a view of its own part. */
 const SLAB_SIZE = 64 * 1024;

@@ -6,7 +6,7 @@ import * as net from "node:net";
 import process from "node:process";
 import type { Conn } from "../lib/conn.ts";
 import { _ioError } from "./_errors.ts";
-import type { _SocketBackend } from "./_runtime.ts";
+import type { _SocketBackend } from "./_backend.ts";
 
 const HIGH_WATER_MARK = 64 * 1024;
 
