@@ -63,3 +63,8 @@ export interface ReconnectOptions {
 export type ReplyKindFor<K extends RequestKind> = `${K}_reply` extends
   ResponseKind ? `${K}_reply`
   : never;
+
+/** Call options carrying `signal` when there is one. */
+export function callOptions(signal: AbortSignal | undefined): CallOptions {
+  return signal === undefined ? {} : { signal };
+}

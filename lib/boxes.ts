@@ -9,6 +9,7 @@
  */
 import type { MessageBoxIndex, ReadCap, WriteCap } from "./caps.ts";
 import type { CallOptions, ThinClient } from "./client.ts";
+import { callOptions } from "./_options.ts";
 import { CopyCommandError, ReplicaError, ReplicaErrorCode } from "./errors.ts";
 
 /**
@@ -58,11 +59,6 @@ export interface ReadBoxOptions extends CallOptions {
    * @default {false}
    */
   noRetry?: boolean;
-}
-
-/** Call options carrying `signal` when there is one. */
-function callOptions(signal: AbortSignal | undefined): CallOptions {
-  return signal === undefined ? {} : { signal };
 }
 
 /**

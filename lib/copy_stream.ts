@@ -10,6 +10,7 @@
  */
 import type { MessageBoxIndex, WriteCap } from "./caps.ts";
 import type { CallOptions, ThinClient } from "./client.ts";
+import { callOptions } from "./_options.ts";
 import type { Keypair } from "./pigeonhole.ts";
 import { writeBoxes, type WriteCursor } from "./boxes.ts";
 
@@ -141,7 +142,7 @@ export async function uploadCopyStream(
     elements.length,
     (k) => elements[k]!,
     {
-      ...(signal === undefined ? {} : { signal }),
+      ...callOptions(signal),
       ...(options.window === undefined ? {} : { window: options.window }),
       ...(options.onAck === undefined ? {} : { onAck: options.onAck }),
     },
@@ -150,7 +151,7 @@ export async function uploadCopyStream(
   if (gateAt === null) return;
   // Gate: the courier reads the temporary stream from its start; wait until
   // its last box is readable.
-  const opts = signal === undefined ? {} : { signal };
+  const opts = callOptions(signal);
   const gate = await client.encryptRead(temp.readCap, gateAt, opts);
   await client.startResendingEncryptedMessage(
     { readCap: temp.readCap, messageBoxIndex: gateAt, ...gate },
@@ -189,6 +190,6 @@ export async function sendCopyStream(
   await uploadCopyStream(client, temp, elements, options);
   await client.startResendingCopyCommand(
     temp.writeCap,
-    options.signal === undefined ? {} : { signal: options.signal },
+    callOptions(options.signal),
   );
 }
