@@ -28,14 +28,17 @@
  * @module
  */
 export { ThinClient } from "./lib/client.ts";
+export { ThinClientCore } from "./lib/client_core.ts";
 export type {
   CallOptions,
   ReconnectOptions,
   ReplyKindFor,
+  ThinClientOptions,
+} from "./lib/_options.ts";
+export type {
   SendMessageOptions,
   SignedPkiDocument,
-  ThinClientOptions,
-} from "./lib/client.ts";
+} from "./lib/client_core.ts";
 export type { Conn, Dialer, DialOptions } from "./lib/conn.ts";
 export type { EventsOptions, ThinClientEvent } from "./lib/events.ts";
 export {

@@ -1,10 +1,59 @@
 /**
- * Option types shared by the client and the Pigeonhole types (both import
- * them from here; lib/client.ts re-exports them).
+ * The client's option types: those of `ThinClient.connect` (used by the
+ * session too), of every waiting call, and of reconnection. The client, the
+ * session and the Pigeonhole types import them from here; lib/client.ts
+ * re-exports them.
  *
  * @module
  */
 import type { RequestKind, ResponseKind } from "./protocol.ts";
+
+/**
+ * Options of {@linkcode ThinClient.connect}.
+ *
+ * @example Usage
+ * ```ts ignore
+ * const client = await ThinClient.connect(dialer, {
+ *   instanceToken: savedToken, // resume the session of a previous run
+ *   signal: AbortSignal.timeout(60_000),
+ * });
+ * ```
+ */
+export interface ThinClientOptions {
+  /** Aborts the first connection and handshake. */
+  signal?: AbortSignal;
+  /**
+   * The 16-byte client instance token sent in the session handshake. Supply
+   * the token of a previous run (see {@linkcode ThinClient.instanceToken}) to
+   * resume its daemon session within the daemon's grace period.
+   * @default {16 random bytes}
+   */
+  instanceToken?: Uint8Array;
+  /**
+   * Redial after losing the daemon (`false` closes the client instead).
+   * @default {true}
+   */
+  reconnect?: boolean | ReconnectOptions;
+  /**
+   * Milliseconds allowed for each dial and handshake. The daemon may wait up to 30 s
+   * for a PKI document before its first frame.
+   * @default {60000}
+   */
+  handshakeTimeout?: number;
+  /**
+   * Largest frame body accepted from the daemon.
+   * @default {41943040}
+   */
+  maxFrameSize?: number;
+  /**
+   * Largest frame body accepted before the client sends its session token:
+   * the daemon's connection status and PKI document (see
+   * {@linkcode HANDSHAKE_MAX_FRAME_SIZE}). Raise it for a network whose PKI
+   * document is larger; it never exceeds `maxFrameSize`.
+   * @default {4194304}
+   */
+  handshakeMaxFrameSize?: number;
+}
 
 /**
  * Options of every call that waits on the daemon.

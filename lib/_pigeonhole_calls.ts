@@ -5,12 +5,11 @@
  *
  * @module
  */
-import { checkLength } from "./_requests.ts";
+import { checkLength, daemonError } from "./_requests.ts";
 import { MessageBoxIndex, ReadCap, WriteCap } from "./caps.ts";
 import {
   CancelledError,
   CopyCommandError,
-  DaemonError,
   errorFromResendCode,
   ThinErrorCode,
 } from "./errors.ts";
@@ -38,14 +37,6 @@ import {
 } from "./protocol.ts";
 
 type Coded = { kind: string; errorCode: number };
-
-/** The usual reply check (see `ReplyCheck`): a {@linkcode DaemonError} for any non-zero code. */
-export function daemonError(reply: Response): Error | null {
-  const r = reply as Response as Coded;
-  return r.errorCode === 0
-    ? null
-    : new DaemonError(r.errorCode, r.kind.replace(/_reply$/, ""));
-}
 
 /** `start_resending_encrypted_message`: replica, cancel and daemon errors. */
 export function resendError(reply: Response): Error | null {

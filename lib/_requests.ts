@@ -7,7 +7,9 @@
  */
 import { idKey, randomIdView, toHex } from "./_bytes.ts";
 import { abortReason, type Deferred, deferredUnmarked } from "./_async.ts";
+import type { CallOptions, ReplyKindFor } from "./_options.ts";
 import { MessageBoxIndex, ReadCap, WriteCap } from "./caps.ts";
+import { DaemonError } from "./errors.ts";
 import { blake2b256 } from "./hash.ts";
 import {
   ID_LENGTH,
@@ -15,6 +17,7 @@ import {
   type RequestKind,
   type Response,
   type ResponseKind,
+  type ResponseOf,
 } from "./protocol.ts";
 
 /** A request that carries a query id. */
@@ -26,6 +29,31 @@ export type QueryRequest = Request & { queryId: Uint8Array };
  * checks: a request costs no closure.
  */
 export type ReplyCheck = (reply: Response) => Error | null;
+
+/** The usual reply check (see `ReplyCheck`): a {@linkcode DaemonError} for any non-zero code. */
+export function daemonError(reply: Response): Error | null {
+  const r = reply as Response as { kind: string; errorCode: number };
+  return r.errorCode === 0
+    ? null
+    : new DaemonError(r.errorCode, r.kind.replace(/_reply$/, ""));
+}
+
+/** The request kinds that carry a query id (and get a reply). */
+export type QueryKind = Extract<Request, { queryId: Uint8Array }>["kind"];
+
+/** A request of `kind` without its kind and query id, which `call` adds. */
+export type Fields<K extends QueryKind> = Omit<
+  Extract<Request, { kind: K }>,
+  "kind" | "queryId"
+>;
+
+/** What a call needs of the session (lib/_session.ts). */
+export interface Caller {
+  /** Throws ClientClosedError once the client is closed. */
+  assertOpen(): void;
+  /** The requests waiting for replies. */
+  readonly requests: Requests;
+}
 
 /** Where the requests are sent. */
 export interface RequestSender {
@@ -119,6 +147,50 @@ export function checkCapFields(request: Request): void {
       );
     }
   }
+}
+
+/**
+ * Sends a request that carries a query id and returns its reply, settled by
+ * `check` (`null`: any reply resolves). Rejects, sending nothing, when the
+ * client is closed, the signal is aborted, or an id, capability or box index
+ * has the wrong length.
+ */
+export function sendRequest(
+  caller: Caller,
+  request: QueryRequest,
+  signal: AbortSignal | undefined,
+  check: ReplyCheck | null,
+): Promise<Response> {
+  try {
+    caller.assertOpen();
+    checkLength("queryId", request.queryId, ID_LENGTH);
+    checkCapFields(request);
+    signal?.throwIfAborted();
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  return caller.requests.add(request, signal, check);
+}
+
+/**
+ * The one path of the client's typed calls: gives `fields` its kind and a
+ * fresh query id, sends it, and settles with the reply of the matching kind,
+ * or with the error `check` makes of its error code (a DaemonError unless
+ * told otherwise). The fields object becomes the request (no copy).
+ */
+export function call<K extends QueryKind>(
+  caller: Caller,
+  kind: K,
+  fields: Fields<K>,
+  options: CallOptions,
+  check: ReplyCheck = daemonError,
+): Promise<ResponseOf<ReplyKindFor<K>>> {
+  const request = fields as unknown as QueryRequest;
+  request.kind = kind;
+  request.queryId = queryId();
+  return sendRequest(caller, request, options.signal, check) as Promise<
+    ResponseOf<ReplyKindFor<K>>
+  >;
 }
 
 function replyKindOf(kind: RequestKind): ResponseKind {

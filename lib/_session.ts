@@ -11,7 +11,7 @@ import { abortReason, deferred, delay, within } from "./_async.ts";
 import { Backoff, type BackoffPolicy, backoffPolicy } from "./_backoff.ts";
 import { DaemonState } from "./_daemon_state.ts";
 import { Dispatcher } from "./_dispatch.ts";
-import type { ReconnectOptions } from "./_options.ts";
+import type { ThinClientOptions } from "./_options.ts";
 import { checkLength, Requests } from "./_requests.ts";
 import type { Conn, Dialer } from "./conn.ts";
 import {
@@ -45,20 +45,6 @@ import {
  * have its new connection unregistered and its replies queued for nobody.
  */
 const DAEMON_CLOSE_WAIT_MS = 2000;
-
-/** The connection options of `ThinClient.connect` (see ThinClientOptions). */
-export interface SessionOptions {
-  /** The client instance token. */
-  instanceToken?: Uint8Array;
-  /** The reconnection policy. */
-  reconnect?: boolean | ReconnectOptions;
-  /** Milliseconds for each dial and handshake. */
-  handshakeTimeout?: number;
-  /** Largest frame body. */
-  maxFrameSize?: number;
-  /** Largest frame body before the session token. */
-  handshakeMaxFrameSize?: number;
-}
 
 function frameSizeOption(name: string, value: number): number {
   if (!Number.isSafeInteger(value) || value < 1) {
@@ -148,7 +134,7 @@ export class Session {
   #readEnded: Promise<void> | null = null;
 
   /** Checks the options; dials nothing yet (see `connect`). */
-  constructor(dialer: Dialer, options: SessionOptions) {
+  constructor(dialer: Dialer, options: ThinClientOptions) {
     this.#dialer = dialer;
     if (options.instanceToken !== undefined) {
       checkLength("instanceToken", options.instanceToken, ID_LENGTH);

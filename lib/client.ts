@@ -1,36 +1,20 @@
 /**
  * {@linkcode ThinClient}: one connection to kpclientd, with the handshake,
- * request correlation, events, reconnection and session resumption.
- *
- * The class is a facade over small parts: the session (lib/_session.ts)
- * dials, reads, redials with backoff (lib/_backoff.ts) and writes; the
- * requests (lib/_requests.ts) wait for their replies; the dispatcher
- * (lib/_dispatch.ts) turns frames into daemon state (lib/_daemon_state.ts),
- * replies and events. Every typed request goes through `#call`, every
- * message through lib/_messages.ts.
+ * request correlation, events, reconnection and session resumption
+ * (inherited from {@linkcode ThinClientCore}, lib/client_core.ts), and the
+ * Pigeonhole calls, each one `call` (lib/_requests.ts) between a request
+ * builder and a reply reader (lib/_pigeonhole_calls.ts).
  *
  * @module
  */
-import { randomBytes, randomIdView } from "./_bytes.ts";
-import type {
-  CallOptions,
-  ReconnectOptions,
-  ReplyKindFor,
-} from "./_options.ts";
-import {
-  checkCapFields,
-  checkLength,
-  queryId,
-  type QueryRequest,
-  type ReplyCheck,
-} from "./_requests.ts";
-import { Session } from "./_session.ts";
-import { postMessage, sendAndWait } from "./_messages.ts";
+import { randomBytes } from "./_bytes.ts";
+import type { CallOptions, ThinClientOptions } from "./_options.ts";
+import { call, checkLength, type Fields } from "./_requests.ts";
+import type { Session } from "./_session.ts";
 import {
   checked,
   copyCommandError,
   courierEnvelopesOf,
-  daemonError,
   keypairOf,
   multiCourierEnvelopesOf,
   resendError,
@@ -42,9 +26,10 @@ import {
   voucherOpenOf,
   voucherStreamOf,
 } from "./_pigeonhole_calls.ts";
+import { sessionOf, ThinClientCore } from "./client_core.ts";
 import type { Dialer } from "./conn.ts";
 import { MessageBoxIndex, ReadCap, WriteCap } from "./caps.ts";
-import { DaemonError, PayloadTooLargeError } from "./errors.ts";
+import { PayloadTooLargeError } from "./errors.ts";
 import {
   capBytes,
   checkCopyPayload,
@@ -67,108 +52,17 @@ import {
   type VoucherOpenResult,
   type VoucherStream,
 } from "./pigeonhole.ts";
-import type { EventsOptions, ThinClientEvent } from "./events.ts";
 import { blake2b256 } from "./hash.ts";
-import type { PkiDocument, ServiceDescriptor } from "./pki.ts";
-import {
-  type DirectoryAuthority,
-  HASH_LENGTH,
-  ID_LENGTH,
-  type PigeonholeGeometry,
-  type Request,
-  type ResponseOf,
-  type SphinxGeometry,
-} from "./protocol.ts";
+import { HASH_LENGTH } from "./protocol.ts";
 
 export type {
   CallOptions,
   ReconnectOptions,
   ReplyKindFor,
+  ThinClientOptions,
 } from "./_options.ts";
-
-/**
- * Options of {@linkcode ThinClient.connect}.
- *
- * @example Usage
- * ```ts ignore
- * const client = await ThinClient.connect(dialer, {
- *   instanceToken: savedToken, // resume the session of a previous run
- *   signal: AbortSignal.timeout(60_000),
- * });
- * ```
- */
-export interface ThinClientOptions {
-  /** Aborts the first connection and handshake. */
-  signal?: AbortSignal;
-  /**
-   * The 16-byte client instance token sent in the session handshake. Supply
-   * the token of a previous run (see {@linkcode ThinClient.instanceToken}) to
-   * resume its daemon session within the daemon's grace period.
-   * @default {16 random bytes}
-   */
-  instanceToken?: Uint8Array;
-  /**
-   * Redial after losing the daemon (`false` closes the client instead).
-   * @default {true}
-   */
-  reconnect?: boolean | ReconnectOptions;
-  /**
-   * Milliseconds allowed for each dial and handshake. The daemon may wait up to 30 s
-   * for a PKI document before its first frame.
-   * @default {60000}
-   */
-  handshakeTimeout?: number;
-  /**
-   * Largest frame body accepted from the daemon.
-   * @default {41943040}
-   */
-  maxFrameSize?: number;
-  /**
-   * Largest frame body accepted before the client sends its session token:
-   * the daemon's connection status and PKI document (see
-   * {@linkcode HANDSHAKE_MAX_FRAME_SIZE}). Raise it for a network whose PKI
-   * document is larger; it never exceeds `maxFrameSize`.
-   * @default {4194304}
-   */
-  handshakeMaxFrameSize?: number;
-}
-
-/**
- * Options of {@linkcode ThinClient.sendMessage}.
- *
- * @example Usage
- * ```ts ignore
- * await client.sendMessage(surbId, payload, dest, queue, { messageId: client.newMessageId() });
- * ```
- */
-export interface SendMessageOptions {
-  /** A 16-byte application message id, echoed in the events. */
-  messageId?: Uint8Array;
-}
-
-/**
- * The raw signed PKI document returned by {@linkcode ThinClient.getPkiDocumentRaw}.
- *
- * @example Usage
- * ```ts ignore
- * const { epoch, payload } = await client.getPkiDocumentRaw();
- * ```
- */
-export interface SignedPkiDocument {
-  /** Epoch of the document actually returned. */
-  epoch: bigint;
-  /** The certificate-wrapped, signed CBOR document as received from the network. */
-  payload: Uint8Array;
-}
-
-/** The request kinds that carry a query id (and get a reply). */
-type QueryKind = Extract<Request, { queryId: Uint8Array }>["kind"];
-
-/** A request of `kind` without its kind and query id, which `#call` adds. */
-type Fields<K extends QueryKind> = Omit<
-  Extract<Request, { kind: K }>,
-  "kind" | "queryId"
->;
+export type { SendMessageOptions, SignedPkiDocument } from "./client_core.ts";
+export { ThinClientCore } from "./client_core.ts";
 
 /**
  * A connection to the Katzenpost client daemon (kpclientd).
@@ -181,6 +75,10 @@ type Fields<K extends QueryKind> = Omit<
  * The client redials with backoff when the daemon goes away, resumes its
  * session with the same instance token, and re-sends every request still
  * waiting for a reply.
+ *
+ * Its connection, state, PKI, event, message and lifecycle methods are
+ * those of {@linkcode ThinClientCore}, which it extends; the Pigeonhole
+ * calls are its own.
  *
  * @example Usage
  * ```ts ignore
@@ -196,11 +94,12 @@ type Fields<K extends QueryKind> = Omit<
  * );
  * ```
  */
-export class ThinClient implements AsyncDisposable {
+export class ThinClient extends ThinClientCore {
   readonly #session: Session;
 
   private constructor(dialer: Dialer, options: ThinClientOptions) {
-    this.#session = new Session(dialer, options);
+    super(dialer, options);
+    this.#session = sessionOf(this);
   }
 
   /**
@@ -229,532 +128,6 @@ export class ThinClient implements AsyncDisposable {
   }
 
   // -------------------------------------------------------------------------
-  // State
-
-  /**
-   * The 16-byte client instance token. Persist it and pass it as
-   * `instanceToken` to resume this session from another process.
-   *
-   * @example Usage
-   * ```ts ignore
-   * localStorage.setItem("token", toHex(client.instanceToken));
-   * ```
-   */
-  get instanceToken(): Uint8Array {
-    return this.#session.instanceToken.slice();
-  }
-
-  /**
-   * The daemon's instance token (changes when the daemon restarts).
-   *
-   * @example Usage
-   * ```ts ignore
-   * console.log(client.daemonInstanceToken);
-   * ```
-   */
-  get daemonInstanceToken(): Uint8Array {
-    return this.#session.state.daemonToken.slice();
-  }
-
-  /**
-   * The application id the daemon serves this session under.
-   *
-   * @example Usage
-   * ```ts ignore
-   * console.log(client.appId);
-   * ```
-   */
-  get appId(): Uint8Array {
-    return this.#session.state.appId.slice();
-  }
-
-  /**
-   * Whether the latest handshake resumed an existing daemon session (same
-   * instance token, within the daemon's grace period) rather than starting a
-   * new one.
-   *
-   * @example Usage
-   * ```ts ignore
-   * const client = await connect("thinclient.toml", { instanceToken: saved });
-   * if (!client.resumed) console.log("session expired: in-flight operations are gone");
-   * ```
-   */
-  get resumed(): boolean {
-    return this.#session.state.resumed;
-  }
-
-  /**
-   * Whether the daemon is connected to the mixnet (not whether this socket is up).
-   *
-   * @example Usage
-   * ```ts ignore
-   * if (!client.isConnected) console.log("daemon offline: mixnet requests wait");
-   * ```
-   */
-  get isConnected(): boolean {
-    return this.#session.state.isConnected;
-  }
-
-  /**
-   * Whether the local connection to the daemon is up right now.
-   *
-   * @example Usage
-   * ```ts ignore
-   * console.log(client.isDaemonReachable);
-   * ```
-   */
-  get isDaemonReachable(): boolean {
-    return this.#session.reachable;
-  }
-
-  /**
-   * Whether the client has been closed or detached.
-   *
-   * @example Usage
-   * ```ts ignore
-   * await client.close();
-   * console.log(client.isClosed); // true
-   * ```
-   */
-  get isClosed(): boolean {
-    return this.#session.status === "closed";
-  }
-
-  /**
-   * The daemon's Sphinx geometry.
-   *
-   * @example Usage
-   * ```ts ignore
-   * console.log(client.sphinxGeometry.userForwardPayloadLength);
-   * ```
-   */
-  get sphinxGeometry(): SphinxGeometry {
-    return { ...this.#session.state.sphinx! };
-  }
-
-  /**
-   * The daemon's Pigeonhole geometry.
-   *
-   * @example Usage
-   * ```ts ignore
-   * console.log(client.pigeonholeGeometry.maxPlaintextPayloadLength);
-   * ```
-   */
-  get pigeonholeGeometry(): PigeonholeGeometry {
-    return { ...this.#session.state.pigeonhole! };
-  }
-
-  /**
-   * Resolves when the client is closed: with nothing after `close()` or
-   * `detach()`, or with the error that ended it. Never rejects.
-   *
-   * @returns The closing error, if any.
-   *
-   * @example Usage
-   * ```ts ignore
-   * const err = await client.closed();
-   * if (err) console.error("client ended:", err.message);
-   * ```
-   */
-  closed(): Promise<void | Error> {
-    return this.#session.closed();
-  }
-
-  // -------------------------------------------------------------------------
-  // Events
-
-  /**
-   * Subscribes to events. Each call is an independent subscriber with its own
-   * bounded buffer; a slow subscriber loses its oldest events (and is told so
-   * with `events_dropped`) but never stalls the client or other subscribers.
-   * The iterator ends on `break`, on abort, and when the client closes.
-   *
-   * @param options Abort signal and buffer size.
-   * @returns An async iterator of events.
-   *
-   * @example Usage
-   * ```ts ignore
-   * for await (const ev of client.events({ signal: AbortSignal.timeout(10_000) })) {
-   *   console.log(ev.type);
-   * }
-   * ```
-   */
-  events(options: EventsOptions = {}): AsyncIterableIterator<ThinClientEvent> {
-    return this.#session.dispatcher.subscribe(options, this.isClosed);
-  }
-
-  // -------------------------------------------------------------------------
-  // PKI and services
-
-  /**
-   * The current PKI document (the latest one the daemon pushed).
-   *
-   * @returns The document.
-   * @throws {ThinClientError} When the daemon has not delivered a document yet.
-   *
-   * @example Usage
-   * ```ts ignore
-   * console.log(client.pkiDocument().epoch);
-   * ```
-   */
-  pkiDocument(): PkiDocument {
-    return this.#session.state.pkiDocument();
-  }
-
-  /**
-   * The cached document for an epoch (the last 5 epochs are kept), or the
-   * current one when that epoch is not cached.
-   *
-   * @param epoch The epoch.
-   * @returns The document.
-   * @throws {ThinClientError} When no document is known at all.
-   *
-   * @example Usage
-   * ```ts ignore
-   * const doc = client.pkiDocumentForEpoch(client.pkiDocument().epoch - 1n);
-   * ```
-   */
-  pkiDocumentForEpoch(epoch: bigint): PkiDocument {
-    return this.#session.state.pkiDocumentForEpoch(epoch);
-  }
-
-  /**
-   * Every service node offering a capability in the current document.
-   *
-   * @param capability Capability name, e.g. `echo`.
-   * @returns The services (possibly none).
-   *
-   * @example Usage
-   * ```ts ignore
-   * console.log(client.getServices("courier").length);
-   * ```
-   */
-  getServices(capability: string): ServiceDescriptor[] {
-    return this.#session.state.getServices(capability);
-  }
-
-  /**
-   * One service offering a capability, chosen at random.
-   *
-   * @param capability Capability name, e.g. `echo`.
-   * @returns The service.
-   * @throws {ThinClientError} When no node offers it.
-   *
-   * @example Usage
-   * ```ts ignore
-   * const echo = client.getService("echo");
-   * ```
-   */
-  getService(capability: string): ServiceDescriptor {
-    return this.#session.state.getService(capability);
-  }
-
-  /**
-   * Fetches the signed PKI document for an epoch from the daemon, exactly as
-   * the daemon received it (certificate with signatures).
-   *
-   * @param epoch The epoch, or `0n` for the current one.
-   * @param options Abort signal.
-   * @returns The epoch served and the raw signed document.
-   * @throws {DaemonError} Code 10 when the daemon has no document for that epoch.
-   *
-   * @example Usage
-   * ```ts ignore
-   * const { epoch, payload } = await client.getPkiDocumentRaw(0n);
-   * ```
-   */
-  async getPkiDocumentRaw(
-    epoch: bigint = 0n,
-    options: CallOptions = {},
-  ): Promise<SignedPkiDocument> {
-    if (typeof epoch !== "bigint" || epoch < 0n) {
-      throw new TypeError(
-        `Cannot get PKI document: epoch '${epoch}' is not a non-negative bigint`,
-      );
-    }
-    const r = await this.#call("get_pki_document", { epoch }, options);
-    return { epoch: r.epoch, payload: r.payload ?? new Uint8Array(0) };
-  }
-
-  /**
-   * The directory authorities configured in the daemon.
-   *
-   * @param options Abort signal.
-   * @returns The authorities.
-   * @throws {DaemonError} Code 10 when the daemon has none configured.
-   *
-   * @example Usage
-   * ```ts ignore
-   * for (const a of await client.getDirectoryAuthorities()) console.log(a.identifier);
-   * ```
-   */
-  async getDirectoryAuthorities(
-    options: CallOptions = {},
-  ): Promise<DirectoryAuthority[]> {
-    const r = await this.#call("get_directory_authorities", {}, options);
-    return r.authorities ?? [];
-  }
-
-  // -------------------------------------------------------------------------
-  // Ids
-
-  /**
-   * A fresh random 16-byte message id.
-   *
-   * @returns The id.
-   *
-   * @example Usage
-   * ```ts ignore
-   * const id = client.newMessageId();
-   * ```
-   */
-  newMessageId(): Uint8Array {
-    return randomBytes(ID_LENGTH);
-  }
-
-  /**
-   * A fresh random 16-byte SURB id.
-   *
-   * @returns The id.
-   *
-   * @example Usage
-   * ```ts ignore
-   * const surbId = client.newSurbId();
-   * ```
-   */
-  newSurbId(): Uint8Array {
-    return randomBytes(ID_LENGTH);
-  }
-
-  /**
-   * A fresh random 16-byte query id.
-   *
-   * @returns The id.
-   *
-   * @example Usage
-   * ```ts ignore
-   * const queryId = client.newQueryId();
-   * ```
-   */
-  newQueryId(): Uint8Array {
-    return randomIdView(ID_LENGTH).slice();
-  }
-
-  // -------------------------------------------------------------------------
-  // Legacy messages
-
-  /**
-   * Sends a message to a service without a SURB. The daemon reports nothing
-   * back, not even failures.
-   *
-   * @param payload Message bytes (≤ `sphinxGeometry.userForwardPayloadLength`).
-   * @param destinationIdHash The service node's identity hash (32 bytes).
-   * @param recipientQueueId The service's queue id (1–32 bytes).
-   * @returns When the request has been written.
-   * @throws {PayloadTooLargeError} When the payload exceeds the geometry.
-   * @throws {ConnectionError} When the daemon is offline or unreachable.
-   *
-   * @example Usage
-   * ```ts ignore
-   * const echo = client.getService("echo");
-   * await client.sendMessageWithoutReply(bytes, echo.destinationIdHash, echo.recipientQueueId);
-   * ```
-   */
-  async sendMessageWithoutReply(
-    payload: Uint8Array,
-    destinationIdHash: Uint8Array,
-    recipientQueueId: Uint8Array,
-  ): Promise<void> {
-    await postMessage(
-      this.#session,
-      null,
-      null,
-      payload,
-      destinationIdHash,
-      recipientQueueId,
-    );
-  }
-
-  /**
-   * Sends a message with a SURB. Progress arrives as events: one
-   * `message_sent` (with `error` on failure), then at most one
-   * `message_reply` with the same `surbId`.
-   *
-   * @param surbId A fresh 16-byte SURB id (see {@linkcode ThinClient.newSurbId}).
-   * @param payload Message bytes (≤ `sphinxGeometry.userForwardPayloadLength`).
-   * @param destinationIdHash The service node's identity hash (32 bytes).
-   * @param recipientQueueId The service's queue id (1–32 bytes).
-   * @param options An optional message id.
-   * @returns When the request has been written.
-   * @throws {PayloadTooLargeError} When the payload exceeds the geometry.
-   * @throws {ConnectionError} When the daemon is offline or unreachable.
-   *
-   * @example Usage
-   * ```ts ignore
-   * const surbId = client.newSurbId();
-   * await client.sendMessage(surbId, bytes, echo.destinationIdHash, echo.recipientQueueId);
-   * ```
-   */
-  async sendMessage(
-    surbId: Uint8Array,
-    payload: Uint8Array,
-    destinationIdHash: Uint8Array,
-    recipientQueueId: Uint8Array,
-    options: SendMessageOptions = {},
-  ): Promise<void> {
-    checkLength("surbId", surbId, ID_LENGTH);
-    if (options.messageId !== undefined) {
-      checkLength("messageId", options.messageId, ID_LENGTH);
-    }
-    await postMessage(
-      this.#session,
-      surbId,
-      options.messageId ?? null,
-      payload,
-      destinationIdHash,
-      recipientQueueId,
-    );
-  }
-
-  /**
-   * Sends a message with a SURB and waits for the reply. The reply payload
-   * is the whole SURB payload: fixed-size and zero-padded.
-   *
-   * Rejects when the daemon reports the send failed, when the daemon loses
-   * the mixnet, or when the session is lost on reconnect; always pass a
-   * signal with a timeout (a reply can be lost in the mixnet). kpclientd
-   * v0.0.99 also drops, without a word, a reply that reaches it later than
-   * the expected round trip + 4.5 s, which happens when the same daemon is
-   * busy decrypting Pigeonhole replies (seconds of CTIDH each): retry after a
-   * timeout rather than waiting longer.
-   *
-   * @param payload Message bytes (≤ `sphinxGeometry.userForwardPayloadLength`).
-   * @param destinationIdHash The service node's identity hash (32 bytes).
-   * @param recipientQueueId The service's queue id (1–32 bytes).
-   * @param options Abort signal.
-   * @returns The reply payload.
-   * @throws {PayloadTooLargeError} When the payload exceeds the geometry.
-   * @throws {ConnectionError} When the daemon is offline, unreachable, or loses the session.
-   *
-   * @example Usage
-   * ```ts ignore
-   * const echo = client.getService("echo");
-   * const reply = await client.blockingSendMessage(bytes, echo.destinationIdHash,
-   *   echo.recipientQueueId, { signal: AbortSignal.timeout(60_000) });
-   * ```
-   */
-  blockingSendMessage(
-    payload: Uint8Array,
-    destinationIdHash: Uint8Array,
-    recipientQueueId: Uint8Array,
-    options: CallOptions = {},
-  ): Promise<Uint8Array> {
-    return sendAndWait(
-      this.#session,
-      payload,
-      destinationIdHash,
-      recipientQueueId,
-      options.signal,
-    );
-  }
-
-  // -------------------------------------------------------------------------
-  // Generic request/reply
-
-  /**
-   * Sends a request that carries a `queryId` and waits for its reply. This is
-   * the primitive every typed method uses; it does not interpret
-   * `errorCode` (see {@linkcode ThinClient.check}). Requests still waiting
-   * when the connection drops are re-sent after reconnecting.
-   *
-   * Aborting a `start_resending_*` request also sends the matching cancel to
-   * the daemon.
-   *
-   * @param request The request (with a fresh `queryId`).
-   * @param options Abort signal.
-   * @returns The reply of the matching kind.
-   * @throws {RangeError} When the query id, a capability or a box index has
-   *   the wrong length (nothing is sent).
-   * @throws {ClientClosedError} When the client closes before the reply.
-   *
-   * @example Usage
-   * ```ts ignore
-   * const reply = await client.request({ kind: "get_directory_authorities", queryId: client.newQueryId() });
-   * ThinClient.check(reply);
-   * ```
-   */
-  request<R extends Request & { queryId: Uint8Array }>(
-    request: R,
-    options: CallOptions = {},
-  ): Promise<ResponseOf<ReplyKindFor<R["kind"]>>> {
-    return this.#request(request, options, null) as Promise<
-      ResponseOf<ReplyKindFor<R["kind"]>>
-    >;
-  }
-
-  /**
-   * The one path of the typed calls: gives `fields` its kind and a fresh
-   * query id, sends it, and settles with the reply of the matching kind, or
-   * with the error `check` makes of its error code (a DaemonError unless
-   * told otherwise). The fields object becomes the request (no copy).
-   */
-  #call<K extends QueryKind>(
-    kind: K,
-    fields: Fields<K>,
-    options: CallOptions,
-    check: ReplyCheck = daemonError,
-  ): Promise<ResponseOf<ReplyKindFor<K>>> {
-    const request = fields as unknown as QueryRequest;
-    request.kind = kind;
-    request.queryId = queryId();
-    return this.#request(request, options, check) as Promise<
-      ResponseOf<ReplyKindFor<K>>
-    >;
-  }
-
-  #request(
-    request: QueryRequest,
-    options: CallOptions,
-    check: ReplyCheck | null,
-  ): Promise<unknown> {
-    try {
-      this.#session.assertOpen();
-      checkLength("queryId", request.queryId, ID_LENGTH);
-      checkCapFields(request);
-      options.signal?.throwIfAborted();
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return this.#session.requests.add(request, options.signal, check);
-  }
-
-  /**
-   * Throws the error a reply's `errorCode` stands for (thin-client
-   * namespace); does nothing for code 0.
-   *
-   * @param reply A reply with an `errorCode`.
-   * @param operation The request kind, for the message (defaults from the reply kind).
-   * @throws {DaemonError} When `errorCode` is not 0.
-   *
-   * @example Usage
-   * ```ts
-   * import { ThinClient } from "@katzenpost/thinclient";
-   * ThinClient.check({ kind: "new_keypair_reply", errorCode: 0 }); // no throw
-   * ```
-   */
-  static check(
-    reply: { kind: string; errorCode: number },
-    operation?: string,
-  ): void {
-    if (reply.errorCode !== 0) {
-      throw new DaemonError(
-        reply.errorCode,
-        operation ?? reply.kind.replace(/_reply$/, ""),
-      );
-    }
-  }
-
-  // -------------------------------------------------------------------------
   // Pigeonhole
 
   /**
@@ -779,7 +152,9 @@ export class ThinClient implements AsyncDisposable {
   ): Promise<Keypair> {
     const s = seed ?? randomBytes(32);
     checkLength("seed", s, 32);
-    return keypairOf(await this.#call("new_keypair", { seed: s }, options));
+    return keypairOf(
+      await call(this.#session, "new_keypair", { seed: s }, options),
+    );
   }
 
   /**
@@ -804,7 +179,7 @@ export class ThinClient implements AsyncDisposable {
     messageBoxIndex: MessageBoxIndex,
     options: CallOptions = {},
   ): Promise<EncryptedMessage> {
-    const r = await this.#call("encrypt_read", {
+    const r = await call(this.#session, "encrypt_read", {
       readCap: capBytes(readCap, ReadCap),
       messageBoxIndex: capBytes(messageBoxIndex, MessageBoxIndex),
     }, options);
@@ -844,7 +219,7 @@ export class ThinClient implements AsyncDisposable {
     if (plaintext.length > max) {
       throw new PayloadTooLargeError(plaintext.length, max, "box plaintext");
     }
-    const r = await this.#call("encrypt_write", {
+    const r = await call(this.#session, "encrypt_write", {
       plaintext,
       writeCap: capBytes(writeCap, WriteCap),
       messageBoxIndex: capBytes(messageBoxIndex, MessageBoxIndex),
@@ -889,7 +264,8 @@ export class ThinClient implements AsyncDisposable {
   ): Promise<StartResendingResult> {
     const fields = startResendingFields(params, options);
     return resendResult(
-      await this.#call(
+      await call(
+        this.#session,
         "start_resending_encrypted_message",
         fields,
         options,
@@ -917,11 +293,9 @@ export class ThinClient implements AsyncDisposable {
     options: CallOptions = {},
   ): Promise<void> {
     checkLength("envelopeHash", envelopeHash, HASH_LENGTH);
-    await this.#call(
-      "cancel_resending_encrypted_message",
-      { envelopeHash },
-      options,
-    );
+    await call(this.#session, "cancel_resending_encrypted_message", {
+      envelopeHash,
+    }, options);
   }
 
   /**
@@ -940,7 +314,7 @@ export class ThinClient implements AsyncDisposable {
     messageBoxIndex: MessageBoxIndex,
     options: CallOptions = {},
   ): Promise<MessageBoxIndex> {
-    const r = await this.#call("next_message_box_index", {
+    const r = await call(this.#session, "next_message_box_index", {
       messageBoxIndex: capBytes(messageBoxIndex, MessageBoxIndex),
     }, options);
     return needCap(
@@ -966,7 +340,7 @@ export class ThinClient implements AsyncDisposable {
     messageBoxIndex: MessageBoxIndex,
     options: CallOptions = {},
   ): Promise<bigint> {
-    const r = await this.#call("get_message_box_index_counter", {
+    const r = await call(this.#session, "get_message_box_index_counter", {
       messageBoxIndex: capBytes(messageBoxIndex, MessageBoxIndex),
     }, options);
     return r.counter;
@@ -1004,7 +378,8 @@ export class ThinClient implements AsyncDisposable {
       fields.courierIdentityHash = pin.identityHash;
       fields.courierQueueId = pin.queueId;
     }
-    await this.#call(
+    await call(
+      this.#session,
       "start_resending_copy_command",
       fields,
       options,
@@ -1029,7 +404,7 @@ export class ThinClient implements AsyncDisposable {
     writeCap: WriteCap,
     options: CallOptions = {},
   ): Promise<void> {
-    await this.#call("cancel_resending_copy_command", {
+    await call(this.#session, "cancel_resending_copy_command", {
       writeCapHash: blake2b256(capBytes(writeCap, WriteCap)),
     }, options);
   }
@@ -1063,13 +438,18 @@ export class ThinClient implements AsyncDisposable {
     options: CallOptions = {},
   ): Promise<CourierEnvelopes> {
     checkCopyPayload(payload);
-    const r = await this.#call("create_courier_envelopes_from_payload", {
-      payload,
-      destWriteCap: capBytes(destWriteCap, WriteCap),
-      destStartIndex: capBytes(destStartIndex, MessageBoxIndex),
-      isStart,
-      isLast,
-    }, options);
+    const r = await call(
+      this.#session,
+      "create_courier_envelopes_from_payload",
+      {
+        payload,
+        destWriteCap: capBytes(destWriteCap, WriteCap),
+        destStartIndex: capBytes(destStartIndex, MessageBoxIndex),
+        isStart,
+        isLast,
+      },
+      options,
+    );
     return courierEnvelopesOf(r);
   }
 
@@ -1102,16 +482,21 @@ export class ThinClient implements AsyncDisposable {
       throw new RangeError("Cannot build copy stream: no destinations given");
     }
     for (const d of destinations) checkCopyPayload(d.payload);
-    const r = await this.#call("create_courier_envelopes_from_multi_payload", {
-      destinations: destinations.map((d) => ({
-        payload: d.payload,
-        writeCap: capBytes(d.writeCap, WriteCap),
-        startIndex: capBytes(d.startIndex, MessageBoxIndex),
-      })),
-      isStart,
-      isLast,
-      buffer,
-    }, options);
+    const r = await call(
+      this.#session,
+      "create_courier_envelopes_from_multi_payload",
+      {
+        destinations: destinations.map((d) => ({
+          payload: d.payload,
+          writeCap: capBytes(d.writeCap, WriteCap),
+          startIndex: capBytes(d.startIndex, MessageBoxIndex),
+        })),
+        isStart,
+        isLast,
+        buffer,
+      },
+      options,
+    );
     return multiCourierEnvelopesOf(r);
   }
 
@@ -1147,7 +532,8 @@ export class ThinClient implements AsyncDisposable {
         `Cannot build tombstones: maxCount '${maxCount}' is not a uint32`,
       );
     }
-    const r = await this.#call(
+    const r = await call(
+      this.#session,
       "create_courier_envelopes_from_tombstone_range",
       {
         destWriteCap: capBytes(destWriteCap, WriteCap),
@@ -1223,7 +609,7 @@ export class ThinClient implements AsyncDisposable {
     displayName: string,
     options: CallOptions = {},
   ): Promise<VoucherMintResult> {
-    const r = await this.#call("voucher_mint", {
+    const r = await call(this.#session, "voucher_mint", {
       messageWriteCap: capBytes(messageWriteCap, WriteCap),
       displayName,
     }, options);
@@ -1251,7 +637,7 @@ export class ThinClient implements AsyncDisposable {
     whoReply: Uint8Array,
     options: CallOptions = {},
   ): Promise<VoucherInductResult> {
-    const r = await this.#call("voucher_induct", {
+    const r = await call(this.#session, "voucher_induct", {
       voucher,
       voucherPayload,
       whoReply,
@@ -1280,7 +666,7 @@ export class ThinClient implements AsyncDisposable {
     messageWriteCap: WriteCap,
     options: CallOptions = {},
   ): Promise<VoucherOpenResult> {
-    const r = await this.#call("voucher_open", {
+    const r = await call(this.#session, "voucher_open", {
       voucherSecretKey,
       sealedReply,
       messageWriteCap: capBytes(messageWriteCap, WriteCap),
@@ -1304,66 +690,12 @@ export class ThinClient implements AsyncDisposable {
     voucher: Uint8Array,
     options: CallOptions = {},
   ): Promise<VoucherStream> {
-    const r = await this.#call("voucher_derive_stream", { voucher }, options);
+    const r = await call(
+      this.#session,
+      "voucher_derive_stream",
+      { voucher },
+      options,
+    );
     return voucherStreamOf(r);
-  }
-
-  // -------------------------------------------------------------------------
-  // Lifecycle
-
-  /**
-   * Ends the session: sends `thin_close` (the daemon drops all state of this
-   * session, including operations in flight), closes the connection, rejects
-   * pending calls with {@linkcode ClientClosedError} and ends event
-   * iterators. Idempotent.
-   *
-   * @returns When the client is closed, after the daemon has closed its side
-   *   of the connection (2 s at most). kpclientd v0.0.99 forgets the
-   *   `instanceToken` a moment later still: a new client should use a new
-   *   token (the default) rather than this one.
-   *
-   * @example Usage
-   * ```ts ignore
-   * await client.close();
-   * ```
-   */
-  close(): Promise<void> {
-    return this.#session.shutdown(true, undefined);
-  }
-
-  /**
-   * Closes the connection WITHOUT ending the daemon session: the daemon keeps
-   * it (and its Pigeonhole operations) for its grace period, so another
-   * client connecting with the same `instanceToken` resumes it. Pending calls
-   * reject with {@linkcode ClientClosedError}. Idempotent.
-   *
-   * @returns When the connection is closed: after the daemon has closed its
-   *   side (2 s at most). kpclientd v0.0.99 unregisters the old connection
-   *   just after closing it, and a resume that overtook that would be
-   *   unregistered in its place, so resume only after this resolves.
-   *
-   * @example Usage
-   * ```ts ignore
-   * const token = client.instanceToken;
-   * await client.detach();
-   * const again = await ThinClient.connect(dialer, { instanceToken: token });
-   * ```
-   */
-  detach(): Promise<void> {
-    return this.#session.shutdown(false, undefined);
-  }
-
-  /**
-   * Same as {@linkcode ThinClient.close}, for `await using`.
-   *
-   * @returns When the client is closed.
-   *
-   * @example Usage
-   * ```ts ignore
-   * await using client = await ThinClient.connect(dialer);
-   * ```
-   */
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
   }
 }
