@@ -1,9 +1,7 @@
 /**
- * {@linkcode ThinClient}: one connection to kpclientd, with the handshake,
- * request correlation, events, reconnection and session resumption
- * (inherited from {@linkcode ThinClientCore}, lib/client_core.ts), and the
- * Pigeonhole calls, each one `call` (lib/_requests.ts) between a request
- * builder and a reply reader (lib/_pigeonhole_calls.ts).
+ * {@linkcode ThinClient}: {@linkcode ThinClientCore} (lib/client_core.ts)
+ * plus the Pigeonhole calls, each one `call` (lib/_requests.ts) between a
+ * request builder and a reply reader (lib/_pigeonhole_calls.ts).
  *
  * @module
  */
