@@ -25,6 +25,7 @@
  * @module
  */
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { fromHex } from "../lib/_bytes.ts";
 import { decodeCbor, decodeCborMaps, encodeCbor } from "../lib/cbor.ts";
 import { buildPkiDocument } from "./_pki_fixture.ts";
 
@@ -102,14 +103,6 @@ function bytes(n: number, seed: number): Uint8Array {
   return Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
 }
 
-function fromHex(hex: string): Uint8Array {
-  const clean = hex.replace(/\s+/g, "");
-  return Uint8Array.from(
-    { length: clean.length / 2 },
-    (_, i) => parseInt(clean.slice(i * 2, i * 2 + 2), 16),
-  );
-}
-
 /** (a1) `send_message` with SURB and a 2000-byte payload (docs/protocol.md#requests-and-replies). */
 const sendMessage = {
   "send_message": {
@@ -132,8 +125,12 @@ const encryptWrite = {
   },
 };
 
+/** Bytes of hex written over several lines. */
+const hexBlock = (text: string): Uint8Array =>
+  fromHex(text.replace(/\s+/g, ""));
+
 /** (b) testdata/frames/a06: `session_token_reply` as the daemon sends it (25 keys, 784 bytes). */
-const replyEnvelope = fromHex(`
+const replyEnvelope = hexBlock(`
 b8197373657373696f6e5f746f6b656e5f7265706c79a2666170705f6964500102030405060708090a0b0c0d0e0f1067
 726573756d6564f46e73687574646f776e5f6576656e74f677636f6e6e656374696f6e5f7374617475735f6576656e74
 f6766e65775f706b695f646f63756d656e745f6576656e74f6726d6573736167655f73656e745f6576656e74f6736d65
@@ -153,7 +150,7 @@ f6716e65775f6b6579706169725f7265706c79f672656e63727970745f726561645f7265706c79f6
 76655f73747265616d5f7265706c79f6`);
 
 /** testdata/frames/a12: `get_message_box_index_counter_reply` body, counter 2^63 + 5. */
-const counterReply = fromHex(`
+const counterReply = hexBlock(`
 a36871756572795f696450a0a1a2a3a4a5a6a7a8a9aaabacadaeaf67636f756e7465721b80000000000000056a657272
 6f725f636f646500`);
 

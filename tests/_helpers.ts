@@ -1,6 +1,8 @@
 // Shared helpers of the ThinClient unit tests: start the fake daemon, connect
 // a client to it, record events, and wait with deadlines (never forever).
 import assert from "node:assert/strict";
+import { delay } from "../lib/_async.ts";
+import { toHex } from "../lib/_bytes.ts";
 import { ThinClient, type ThinClientOptions } from "../lib/client.ts";
 import type { ThinClientEvent } from "../lib/events.ts";
 import type { Dialer } from "../lib/conn.ts";
@@ -33,9 +35,7 @@ export function filled(length: number, fill = 0): Uint8Array {
 }
 
 /** Lower-case hex of bytes. */
-export function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
+export const hex: (bytes: Uint8Array) => string = toHex;
 
 /** Starts a fake daemon; in-memory unless a transport is given. */
 export function startFake(
@@ -61,9 +61,7 @@ export function connectTo(
 }
 
 /** Sleeps; keep it short. */
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+export const sleep: (ms: number, signal?: AbortSignal) => Promise<void> = delay;
 
 /** Rejects when `promise` does not settle within `ms`. */
 export async function within<T>(

@@ -7,6 +7,8 @@
 //   deno run --allow-net=127.0.0.1 --allow-read tests/browser/_driver.ts \
 //     <user-data-dir> <page-url> <expected-marker> [timeout-seconds]
 
+import { delay } from "../../lib/_async.ts";
+
 const [userDataDir, pageUrl, expected, timeoutArg] = Deno.args;
 if (
   userDataDir === undefined || pageUrl === undefined || expected === undefined
@@ -22,21 +24,6 @@ function say(text: string): void {
   Deno.stdout.writeSync(encoder.encode(`browser smoke: ${text}\n`));
 }
 
-function sleep(ms: number): Promise<void> {
-  if (deadline.aborted) return Promise.reject(deadline.reason);
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(deadline.reason);
-    };
-    const timer = setTimeout(() => {
-      deadline.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    deadline.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
 /** The DevTools port Chromium wrote into `<user-data-dir>/DevToolsActivePort`. */
 async function devToolsPort(): Promise<number> {
   const path = `${userDataDir}/DevToolsActivePort`;
@@ -47,7 +34,7 @@ async function devToolsPort(): Promise<number> {
     } catch (err) {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
     }
-    await sleep(100);
+    await delay(100, deadline);
   }
 }
 
@@ -203,7 +190,7 @@ async function run(): Promise<string> {
       if (typeof result.value === "string" && result.value !== "") {
         return result.value;
       }
-      await sleep(100);
+      await delay(100, deadline);
     }
   } finally {
     await cdp.send("Browser.close").catch(() => {});
