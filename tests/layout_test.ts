@@ -80,6 +80,45 @@ Deno.test("no module imports itself around a loop", async () => {
   assert.deepEqual(loops, []);
 });
 
+/** Folders of source files held to the size limit (tests/ is exempt). */
+const SIZED = [
+  "lib",
+  "transport",
+  "persistent",
+  "testing",
+  "cli",
+  "scripts",
+  "bench",
+  "examples",
+  ".ci",
+];
+const MAX_LINES = 700;
+
+async function* sourceFiles(dir: string): AsyncGenerator<string> {
+  for await (const entry of Deno.readDir(new URL(`${dir}/`, ROOT))) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory) yield* sourceFiles(path);
+    else if (entry.isFile && /(\.(ts|js|sh|py)|^run)$/.test(entry.name)) {
+      yield path;
+    }
+  }
+}
+
+Deno.test(`no source file outside tests/ is over ${MAX_LINES} lines`, async () => {
+  const over: string[] = [];
+  const files = ["mod.ts"];
+  for (const dir of SIZED) {
+    for await (const file of sourceFiles(dir)) files.push(file);
+  }
+  assert.ok(files.includes("lib/client.ts"), "the scan found lib/client.ts");
+  for (const file of files) {
+    const text = await Deno.readTextFile(new URL(file, ROOT));
+    const lines = text.split("\n").length - (text.endsWith("\n") ? 1 : 0);
+    if (lines > MAX_LINES) over.push(`${file}: ${lines} lines`);
+  }
+  assert.deepEqual(over, []);
+});
+
 Deno.test("the layout check sees the imports it must see", async () => {
   // Guards the scanner itself: a known import of each kind is found.
   const graph = await importGraph();

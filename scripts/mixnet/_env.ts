@@ -88,8 +88,7 @@ export interface State {
 // ---- small utilities ---------------------------------------------------------------------
 export const enc = new TextEncoder();
 export const dec = new TextDecoder();
-export const sleep = (ms: number): Promise<unknown> =>
-  new Promise((r) => setTimeout(r, ms));
+export { delay as sleep } from "../../lib/_async.ts";
 export const now = (): number => Date.now();
 export function log(msg: string): void {
   Deno.stderr.writeSync(
