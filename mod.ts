@@ -40,7 +40,8 @@ export type {
   SignedPkiDocument,
 } from "./lib/client_core.ts";
 export type { Conn, Dialer, DialOptions } from "./lib/conn.ts";
-export type { EventsOptions, ThinClientEvent } from "./lib/events.ts";
+export { EVENT_TYPES } from "./lib/events.ts";
+export type { EventOf, EventsOptions, ThinClientEvent } from "./lib/events.ts";
 export {
   CancelledError,
   ClientClosedError,

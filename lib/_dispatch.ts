@@ -44,6 +44,7 @@ export class Dispatcher {
         if (queue !== undefined) this.#subscribers.delete(queue);
       },
       options.signal,
+      options.types,
     );
     if (closed || options.signal?.aborted === true) {
       queue.end();

@@ -25,7 +25,7 @@ import { Session } from "./_session.ts";
 import { postMessage, sendAndWait } from "./_messages.ts";
 import type { Dialer } from "./conn.ts";
 import { DaemonError } from "./errors.ts";
-import type { EventsOptions, ThinClientEvent } from "./events.ts";
+import type { EventOf, EventsOptions, ThinClientEvent } from "./events.ts";
 import type { PkiDocument, ServiceDescriptor } from "./pki.ts";
 import {
   type DirectoryAuthority,
@@ -247,18 +247,25 @@ export class ThinClientCore implements AsyncDisposable {
    * with `events_dropped`) but never stalls the client or other subscribers.
    * The iterator ends on `break`, on abort, and when the client closes.
    *
-   * @param options Abort signal and buffer size.
-   * @returns An async iterator of events.
+   * @param options Abort signal, buffer size, and the event types wanted.
+   * @returns An async iterator of those events (and `events_dropped`).
+   * @throws {RangeError} When `bufferSize` or `types` is not valid.
    *
    * @example Usage
    * ```ts ignore
-   * for await (const ev of client.events({ signal: AbortSignal.timeout(10_000) })) {
-   *   console.log(ev.type);
+   * const signal = AbortSignal.timeout(10_000);
+   * for await (const ev of client.events({ types: ["message_reply"], signal })) {
+   *   if (ev.type === "message_reply") console.log(ev.payload.length);
    * }
    * ```
    */
-  events(options: EventsOptions = {}): AsyncIterableIterator<ThinClientEvent> {
-    return this.#session.dispatcher.subscribe(options, this.isClosed);
+  events<T extends ThinClientEvent["type"] = ThinClientEvent["type"]>(
+    options: EventsOptions<T> = {},
+  ): AsyncIterableIterator<EventOf<T>> {
+    return this.#session.dispatcher.subscribe(
+      options,
+      this.isClosed,
+    ) as AsyncIterableIterator<EventOf<T>>;
   }
 
   // -------------------------------------------------------------------------

@@ -64,7 +64,45 @@ export type ThinClientEvent =
   | { type: "events_dropped"; count: number };
 
 /**
- * Options of `client.events()`.
+ * The `type` of every {@linkcode ThinClientEvent}, in the order listed there.
+ *
+ * @example Usage
+ * ```ts
+ * import { EVENT_TYPES } from "@katzenpost/thinclient";
+ * console.log(EVENT_TYPES.includes("message_reply")); // true
+ * ```
+ */
+export const EVENT_TYPES: readonly ThinClientEvent["type"][] = Object.freeze(
+  [
+    "connection_status",
+    "pki_document",
+    "message_sent",
+    "message_reply",
+    "message_id_garbage_collected",
+    "shutdown",
+    "daemon_disconnected",
+    "reconnected",
+    "events_dropped",
+  ] as const satisfies readonly ThinClientEvent["type"][],
+);
+
+/**
+ * The events a subscriber to the types `T` receives: those, and
+ * `events_dropped`, which every subscriber gets when it falls behind.
+ *
+ * @example Usage
+ * ```ts
+ * import type { EventOf } from "@katzenpost/thinclient";
+ * type Replies = EventOf<"message_reply">; // message_reply | events_dropped
+ * ```
+ */
+export type EventOf<T extends ThinClientEvent["type"]> = Extract<
+  ThinClientEvent,
+  { type: T | "events_dropped" }
+>;
+
+/**
+ * Options of `client.events()`; `T` is inferred from `types`.
  *
  * @example Usage
  * ```ts ignore
@@ -72,9 +110,17 @@ export type ThinClientEvent =
  * const events = client.events({ signal: controller.signal, bufferSize: 64 });
  * ```
  */
-export interface EventsOptions {
+export interface EventsOptions<
+  T extends ThinClientEvent["type"] = ThinClientEvent["type"],
+> {
   /** Ends the iterator when aborted. */
   signal?: AbortSignal;
+  /**
+   * Only these event types (plus `events_dropped`) are delivered, and only
+   * they take room in the buffer.
+   * @default {every type}
+   */
+  types?: readonly T[];
   /**
    * Most events buffered for this subscriber; when it is full the oldest are
    * dropped and an `events_dropped` event tells how many.
@@ -83,10 +129,33 @@ export interface EventsOptions {
   bufferSize?: number;
 }
 
+/** Checks `types`: a set of known types, or `null` for all of them. */
+function typeFilter(
+  types: readonly string[] | undefined,
+): ReadonlySet<string> | null {
+  if (types === undefined) return null;
+  if (!Array.isArray(types) || types.length === 0) {
+    throw new RangeError(
+      "Cannot subscribe: types is not a non-empty array of event types (omit it for every type)",
+    );
+  }
+  for (const t of types) {
+    if (!(EVENT_TYPES as readonly unknown[]).includes(t)) {
+      throw new RangeError(
+        `Cannot subscribe: '${t}' is not an event type (known: ${
+          EVENT_TYPES.join(", ")
+        })`,
+      );
+    }
+  }
+  return new Set(types);
+}
+
 /** One subscriber's bounded queue. Never blocks the producer. */
 export class EventQueue implements AsyncIterableIterator<ThinClientEvent> {
   readonly #buffer: ThinClientEvent[] = [];
   readonly #max: number;
+  readonly #types: ReadonlySet<string> | null;
   #dropped = 0;
   #done = false;
   // Every pending next() call, oldest first (callers may call next() again
@@ -98,13 +167,19 @@ export class EventQueue implements AsyncIterableIterator<ThinClientEvent> {
     this.end();
   };
 
-  constructor(max: number, onEnd: () => void, signal?: AbortSignal) {
+  constructor(
+    max: number,
+    onEnd: () => void,
+    signal?: AbortSignal,
+    types?: readonly string[],
+  ) {
     if (!Number.isInteger(max) || max < 1) {
       throw new RangeError(
         `Cannot subscribe: bufferSize '${max}' is not a positive integer`,
       );
     }
     this.#max = max;
+    this.#types = typeFilter(types);
     this.#onEnd = onEnd;
     this.#signal = signal;
     signal?.addEventListener("abort", this.#abort, { once: true });
@@ -114,6 +189,7 @@ export class EventQueue implements AsyncIterableIterator<ThinClientEvent> {
   /** Adds an event; drops the oldest when full. */
   push(event: ThinClientEvent): void {
     if (this.#done) return;
+    if (this.#types !== null && !this.#types.has(event.type)) return;
     const waiter = this.#dropped === 0 ? this.#waiters.shift() : undefined;
     if (waiter !== undefined) {
       waiter({ value: event, done: false });

@@ -7,7 +7,7 @@ import {
   PayloadTooLargeError,
   ThinClientError,
 } from "../lib/errors.ts";
-import type { ThinClientEvent } from "../lib/events.ts";
+import { EVENT_TYPES, type ThinClientEvent } from "../lib/events.ts";
 import { buildPkiDocument } from "../testing/mod.ts";
 import type { Dialer } from "../lib/conn.ts";
 import {
@@ -116,6 +116,69 @@ Deno.test("ThinClient.events() rejects a bad bufferSize with RangeError", async 
   await using client = await connectTo(fake);
   assert.throws(() => client.events({ bufferSize: 0 }), RangeError);
   assert.throws(() => client.events({ bufferSize: 1.5 }), RangeError);
+});
+
+Deno.test("ThinClient.events({ types }) delivers only those types, and they alone fill its buffer", async () => {
+  await using fake = await startFake();
+  await using client = await connectTo(fake);
+  const all = new EventLog(client);
+  const statuses = client.events({
+    types: ["connection_status"],
+    bufferSize: 2,
+  });
+  fake.emit({ "shutdown_event": {} });
+  for (let i = 0; i < 3; i++) {
+    fake.emit({ "connection_status_event": { "is_connected": i !== 1 } });
+    fake.emit({ "shutdown_event": {} });
+  }
+  for (let i = 0; i < 3; i++) await all.next("connection_status");
+  for (let i = 0; i < 4; i++) await all.next("shutdown");
+  // Three statuses in a buffer of two: one dropped; the shutdowns took no room.
+  assert.deepEqual((await statuses.next()).value, {
+    type: "events_dropped",
+    count: 1,
+  });
+  const kept: boolean[] = [];
+  for (let i = 0; i < 2; i++) {
+    const ev = (await statuses.next()).value;
+    // The iterator's type is narrowed to connection_status | events_dropped.
+    if (ev.type !== "connection_status") assert.fail(`got ${ev.type}`);
+    kept.push(ev.isConnected);
+  }
+  assert.deepEqual(kept, [false, true]);
+  assert.equal(await stateOf(statuses.next()), "pending");
+  await statuses.return!();
+});
+
+Deno.test("ThinClient.events() rejects unknown or empty types with RangeError", async () => {
+  await using fake = await startFake();
+  await using client = await connectTo(fake);
+  assert.throws(
+    () => client.events({ types: [] }),
+    /types is not a non-empty array/,
+  );
+  assert.throws(
+    // @ts-expect-error: not an event type
+    () => client.events({ types: ["message_replies"] }),
+    /'message_replies' is not an event type \(known: connection_status, /,
+  );
+});
+
+Deno.test("EVENT_TYPES lists every ThinClientEvent type once", () => {
+  // A Record over the union must name every type, and only those.
+  const every: Record<ThinClientEvent["type"], true> = {
+    connection_status: true,
+    pki_document: true,
+    message_sent: true,
+    message_reply: true,
+    message_id_garbage_collected: true,
+    shutdown: true,
+    daemon_disconnected: true,
+    reconnected: true,
+    events_dropped: true,
+  };
+  assert.deepEqual([...EVENT_TYPES].sort(), Object.keys(every).sort());
+  assert.equal(new Set(EVENT_TYPES).size, EVENT_TYPES.length);
 });
 
 Deno.test("ThinClient connection_status events update isConnected and keep the geometry", async () => {

@@ -100,6 +100,10 @@ itest(
   async () => {
     await using client = await connectReal();
     const events = client.events({ signal: within(90) });
+    const replies = client.events({
+      types: ["message_reply"],
+      signal: within(90),
+    });
     const service = client.getService("echo");
     const surbId = client.newSurbId();
     const messageId = client.newMessageId();
@@ -138,6 +142,14 @@ itest(
       }
     }
     assert.deepEqual(seen, ["message_sent", "message_reply"]);
+    // The filtered subscriber skipped message_sent (and any status or PKI
+    // event): its first event is the reply.
+    const first = (await replies.next()).value;
+    assert.equal(first?.type, "message_reply");
+    if (first?.type === "message_reply") {
+      assert.deepEqual(first.surbId, surbId);
+    }
+    await replies.return!();
   },
 );
 
