@@ -19,11 +19,13 @@ import { Output, readAll } from "./_io.ts";
  *
  * @example Usage
  * ```ts ignore
- * const ctl = new AbortController();
+ * import { main } from "@katzenpost/thinclient/pigeonhole-cp";
+ *
+ * const chunks: Uint8Array[] = [];
  * const code = await main(["receive", "-r", "env:SHARE", "-"], {
  *   env: { SHARE: shareText },
- *   stdout: myWritable,
- *   signal: ctl.signal,
+ *   stdout: new WritableStream({ write: (chunk) => void chunks.push(chunk) }),
+ *   signal: AbortSignal.timeout(600_000),
  * });
  * ```
  */

@@ -619,7 +619,7 @@ export interface PigeonholeGeometry {
  *
  * @example Usage
  * ```ts ignore
- * const d: CopyDestination = { payload, writeCap, startIndex };
+ * const d: CopyDestination = { payload, writeCap: writeCap.bytes, startIndex: index.bytes };
  * ```
  */
 export interface CopyDestination {

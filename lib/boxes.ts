@@ -213,7 +213,7 @@ export function isConflict(err: unknown): boolean {
  *
  * @example Usage
  * ```ts ignore
- * const cursor: WriteCursor = { low: 0, lowIndex: firstIndex, ahead: new Set() };
+ * const cursor: WriteCursor = { low: 0, lowIndex: index, ahead: new Set() };
  * ```
  */
 export interface WriteCursor {
@@ -279,7 +279,7 @@ export interface WriteBoxesOptions extends CallOptions {
  * ```ts ignore
  * import { writeBoxes } from "@katzenpost/thinclient";
  *
- * const chunks = [a, b, c]; // each at most maxPlaintextPayloadLength bytes
+ * const chunks = ["one", "two"].map((s) => new TextEncoder().encode(s)); // one box each
  * const { next } = await writeBoxes(client, writeCap, index, chunks.length, (k) => chunks[k]!, {
  *   window: 8,
  *   onAck: (k) => console.log(`box ${k} acknowledged`),

@@ -331,7 +331,7 @@ export class ThinClient extends ThinClientCore {
    *
    * @example Usage
    * ```ts ignore
-   * const a = await client.getMessageBoxIndexCounter(first);
+   * const counter = await client.getMessageBoxIndexCounter(index);
    * ```
    */
   async getMessageBoxIndexCounter(
@@ -424,7 +424,7 @@ export class ThinClient extends ThinClientCore {
    * @example Usage
    * ```ts ignore
    * const { envelopes, nextDestIndex } = await client.createCourierEnvelopesFromPayload(
-   *   fileBytes, writeCap, index, true, true);
+   *   payload, writeCap, index, true, true);
    * ```
    */
   async createCourierEnvelopesFromPayload(
@@ -466,7 +466,7 @@ export class ThinClient extends ThinClientCore {
    * @example Usage
    * ```ts ignore
    * const r = await client.createCourierEnvelopesFromMultiPayload(
-   *   [{ payload: a, writeCap: capA, startIndex: idxA }], true, true, null);
+   *   [{ payload, writeCap, startIndex: index }], true, true, null);
    * ```
    */
   async createCourierEnvelopesFromMultiPayload(
@@ -513,7 +513,7 @@ export class ThinClient extends ThinClientCore {
    *
    * @example Usage
    * ```ts ignore
-   * const r = await client.createCourierEnvelopesFromTombstoneRange(writeCap, start, 10, true, true, null);
+   * const r = await client.createCourierEnvelopesFromTombstoneRange(writeCap, index, 10, true, true, null);
    * ```
    */
   async createCourierEnvelopesFromTombstoneRange(
@@ -599,7 +599,7 @@ export class ThinClient extends ThinClientCore {
    *
    * @example Usage
    * ```ts ignore
-   * const minted = await client.voucherMint(myWriteCap, "alice");
+   * const minted = await client.voucherMint(writeCap, "alice");
    * ```
    */
   async voucherMint(
@@ -626,7 +626,7 @@ export class ThinClient extends ThinClientCore {
    *
    * @example Usage
    * ```ts ignore
-   * const inducted = await client.voucherInduct(voucher, payload, whoReply);
+   * const inducted = await client.voucherInduct(voucher, payload, bytes);
    * ```
    */
   async voucherInduct(
@@ -655,7 +655,7 @@ export class ThinClient extends ThinClientCore {
    *
    * @example Usage
    * ```ts ignore
-   * const opened = await client.voucherOpen(minted.voucherSecretKey, sealed, myWriteCap);
+   * const opened = await client.voucherOpen(minted.voucherSecretKey, bytes, writeCap);
    * ```
    */
   async voucherOpen(

@@ -41,7 +41,7 @@ import {
  *
  * @example Usage
  * ```ts ignore
- * await client.sendMessage(surbId, payload, dest, queue, { messageId: client.newMessageId() });
+ * const options: SendMessageOptions = { messageId: client.newMessageId() };
  * ```
  */
 export interface SendMessageOptions {
@@ -99,7 +99,7 @@ export class ThinClientCore implements AsyncDisposable {
    *
    * @example Usage
    * ```ts ignore
-   * const client = await ThinClient.connect(dialer, options);
+   * const client = await ThinClient.connect(dialer, { instanceToken: savedToken });
    * ```
    */
   protected constructor(dialer: Dialer, options: ThinClientOptions) {
@@ -115,7 +115,7 @@ export class ThinClientCore implements AsyncDisposable {
    *
    * @example Usage
    * ```ts ignore
-   * localStorage.setItem("token", toHex(client.instanceToken));
+   * localStorage.setItem("token", client.instanceToken.toHex());
    * ```
    */
   get instanceToken(): Uint8Array {
@@ -153,7 +153,7 @@ export class ThinClientCore implements AsyncDisposable {
    *
    * @example Usage
    * ```ts ignore
-   * const client = await connect("thinclient.toml", { instanceToken: saved });
+   * const client = await connect("thinclient.toml", { instanceToken: savedToken });
    * if (!client.resumed) console.log("session expired: in-flight operations are gone");
    * ```
    */
@@ -481,8 +481,8 @@ export class ThinClientCore implements AsyncDisposable {
    *
    * @example Usage
    * ```ts ignore
-   * const surbId = client.newSurbId();
-   * await client.sendMessage(surbId, bytes, echo.destinationIdHash, echo.recipientQueueId);
+   * const echo = client.getService("echo");
+   * await client.sendMessage(client.newSurbId(), bytes, echo.destinationIdHash, echo.recipientQueueId);
    * ```
    */
   async sendMessage(

@@ -49,7 +49,7 @@ export interface CopyStream {
  * ```ts ignore
  * import { createCopyStream } from "@katzenpost/thinclient";
  *
- * const stream = await createCopyStream(client, bigPayload, writeCap, index);
+ * const stream = await createCopyStream(client, payload, writeCap, index);
  * ```
  */
 export async function createCopyStream(
@@ -121,8 +121,9 @@ export interface CopyStreamOptions extends CallOptions {
  *
  * @example Usage
  * ```ts ignore
- * import { uploadCopyStream } from "@katzenpost/thinclient";
+ * import { createCopyStream, uploadCopyStream } from "@katzenpost/thinclient";
  *
+ * const stream = await createCopyStream(client, payload, writeCap, index);
  * const temp = await client.newKeypair();
  * await uploadCopyStream(client, temp, stream.elements);
  * await client.startResendingCopyCommand(temp.writeCap);
@@ -176,7 +177,7 @@ export async function uploadCopyStream(
  * ```ts ignore
  * import { createCopyStream, sendCopyStream } from "@katzenpost/thinclient";
  *
- * const stream = await createCopyStream(client, bigPayload, writeCap, index);
+ * const stream = await createCopyStream(client, payload, writeCap, index);
  * await sendCopyStream(client, await client.newKeypair(), stream.elements);
  * // Readers find the payload in boxes index … stream.nextDestIndex (exclusive).
  * ```

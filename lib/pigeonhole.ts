@@ -83,6 +83,7 @@ export interface StartResendingParams {
  *
  * @example Usage
  * ```ts ignore
+ * const params: StartResendingParams = { readCap, messageBoxIndex: index, ...env };
  * await client.startResendingEncryptedMessage(params, { noRetryOnBoxIdNotFound: true });
  * ```
  */
@@ -107,6 +108,7 @@ export interface StartResendingOptions extends CallOptions {
  *
  * @example Usage
  * ```ts ignore
+ * const params: StartResendingParams = { readCap, messageBoxIndex: index, ...env };
  * const { plaintext }: StartResendingResult = await client.startResendingEncryptedMessage(params);
  * ```
  */
@@ -153,7 +155,7 @@ export interface CopyCommandOptions extends CallOptions {
  *
  * @example Usage
  * ```ts ignore
- * const { envelopes, nextDestIndex }: CourierEnvelopes = await client.createCourierEnvelopesFromPayload(p, cap, idx, true, true);
+ * const { envelopes, nextDestIndex }: CourierEnvelopes = await client.createCourierEnvelopesFromPayload(payload, writeCap, index, true, true);
  * ```
  */
 export interface CourierEnvelopes {
@@ -168,7 +170,8 @@ export interface CourierEnvelopes {
  *
  * @example Usage
  * ```ts ignore
- * const r: MultiCourierEnvelopes = await client.createCourierEnvelopesFromMultiPayload(d, true, true, null);
+ * const r: MultiCourierEnvelopes = await client.createCourierEnvelopesFromMultiPayload(
+ *   [{ payload, writeCap, startIndex: index }], true, true, null);
  * ```
  */
 export interface MultiCourierEnvelopes {
@@ -185,7 +188,7 @@ export interface MultiCourierEnvelopes {
  *
  * @example Usage
  * ```ts ignore
- * const r: TombstoneCourierEnvelopes = await client.createCourierEnvelopesFromTombstoneRange(cap, idx, 3, true, true, null);
+ * const r: TombstoneCourierEnvelopes = await client.createCourierEnvelopesFromTombstoneRange(writeCap, index, 3, true, true, null);
  * ```
  */
 export interface TombstoneCourierEnvelopes {
@@ -202,7 +205,7 @@ export interface TombstoneCourierEnvelopes {
  *
  * @example Usage
  * ```ts ignore
- * const d: CopyDestinationInput = { payload, writeCap, startIndex };
+ * const d: CopyDestinationInput = { payload, writeCap, startIndex: index };
  * ```
  */
 export interface CopyDestinationInput {
@@ -219,7 +222,7 @@ export interface CopyDestinationInput {
  *
  * @example Usage
  * ```ts ignore
- * const env: TombstoneEnvelope = (await client.tombstoneRange(cap, idx, 1)).envelopes[0];
+ * const env: TombstoneEnvelope = (await client.tombstoneRange(writeCap, index, 1)).envelopes[0]!;
  * ```
  */
 export interface TombstoneEnvelope extends EncryptedMessage {
@@ -232,7 +235,7 @@ export interface TombstoneEnvelope extends EncryptedMessage {
  *
  * @example Usage
  * ```ts ignore
- * const { envelopes, next }: TombstoneRange = await client.tombstoneRange(cap, idx, 2);
+ * const { envelopes, next }: TombstoneRange = await client.tombstoneRange(writeCap, index, 2);
  * ```
  */
 export interface TombstoneRange {
@@ -270,7 +273,7 @@ export interface VoucherMintResult {
  *
  * @example Usage
  * ```ts ignore
- * const i: VoucherInductResult = await client.voucherInduct(voucher, payload, who);
+ * const i: VoucherInductResult = await client.voucherInduct(voucher, payload, bytes);
  * ```
  */
 export interface VoucherInductResult {
@@ -293,7 +296,7 @@ export interface VoucherInductResult {
  *
  * @example Usage
  * ```ts ignore
- * const o: VoucherOpenResult = await client.voucherOpen(secret, sealed, writeCap);
+ * const o: VoucherOpenResult = await client.voucherOpen(minted.voucherSecretKey, bytes, writeCap);
  * ```
  */
 export interface VoucherOpenResult {

@@ -346,7 +346,7 @@ export class PigeonholeClient implements Disposable {
    *
    * @example Usage
    * ```ts ignore
-   * const ch = await pigeonhole.importChannel("alice", shareTextFromAlice);
+   * const ch = await pigeonhole.importChannel("alice", shareText);
    * ```
    */
   async importChannel(name: string, shareText: string): Promise<Channel> {

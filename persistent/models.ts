@@ -42,8 +42,8 @@ export interface ChannelInfo {
  *
  * @example Usage
  * ```ts ignore
- * const [first]: InboxMessage[] = await channel.inbox({ unreadOnly: true });
- * channel.markRead(first.id);
+ * const unread: InboxMessage[] = await channel.inbox({ unreadOnly: true });
+ * for (const message of unread) channel.markRead(message.id);
  * ```
  */
 export interface InboxMessage {
@@ -240,6 +240,7 @@ export interface InboxOptions {
  *
  * @example Usage
  * ```ts ignore
+ * const sent = await channel.send(bytes);
  * await channel.tombstone(sent.index, { count: sent.boxCount });
  * ```
  */
@@ -292,6 +293,9 @@ export interface DeleteChannelOptions {
  *
  * @example Usage
  * ```ts ignore
+ * import { PigeonholeClient, PigeonholeStore } from "@katzenpost/thinclient/persistent";
+ *
+ * using store = await PigeonholeStore.open("chat.db");
  * const pigeonhole = new PigeonholeClient(client, store, { confirmWrites: true });
  * ```
  */
@@ -320,12 +324,16 @@ export interface PigeonholeClientOptions {
  *
  * @example Usage
  * ```ts ignore
- * const alice = await pigeonhole.createChannel("to-bob");
- * const share = await alice.shareReadCap(); // give this text to Bob
- * await alice.send(new TextEncoder().encode("hello"));
+ * import { PigeonholeClient } from "@katzenpost/thinclient/persistent";
+ *
+ * using alice = await PigeonholeClient.open(client, "alice.db");
+ * const toBob = await alice.createChannel("to-bob");
+ * const share = await toBob.shareReadCap(); // give this text to Bob
+ * await toBob.send(new TextEncoder().encode("hello"));
  *
  * // Bob, with his own store:
- * const inbox = await bobPigeonhole.importChannel("from-alice", share);
+ * using bob = await PigeonholeClient.open(client, "bob.db");
+ * const inbox = await bob.importChannel("from-alice", share);
  * const r = await inbox.receive({ signal: AbortSignal.timeout(120_000) });
  * if (r?.type === "message") console.log(new TextDecoder().decode(r.message.plaintext));
  * ```
