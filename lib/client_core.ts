@@ -115,7 +115,7 @@ export class ThinClientCore implements AsyncDisposable {
    *
    * @example Usage
    * ```ts ignore
-   * localStorage.setItem("token", client.instanceToken.toHex());
+   * localStorage.setItem("token", JSON.stringify([...client.instanceToken]));
    * ```
    */
   get instanceToken(): Uint8Array {
