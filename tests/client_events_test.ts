@@ -167,15 +167,15 @@ Deno.test("ThinClient.events() rejects unknown or empty types with RangeError", 
 Deno.test("EVENT_TYPES lists every ThinClientEvent type once", () => {
   // A Record over the union must name every type, and only those.
   const every: Record<ThinClientEvent["type"], true> = {
-    connection_status: true,
-    pki_document: true,
-    message_sent: true,
-    message_reply: true,
-    message_id_garbage_collected: true,
-    shutdown: true,
-    daemon_disconnected: true,
-    reconnected: true,
-    events_dropped: true,
+    "connection_status": true,
+    "pki_document": true,
+    "message_sent": true,
+    "message_reply": true,
+    "message_id_garbage_collected": true,
+    "shutdown": true,
+    "daemon_disconnected": true,
+    "reconnected": true,
+    "events_dropped": true,
   };
   assert.deepEqual([...EVENT_TYPES].sort(), Object.keys(every).sort());
   assert.equal(new Set(EVENT_TYPES).size, EVENT_TYPES.length);
