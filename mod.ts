@@ -41,7 +41,12 @@ export type {
 } from "./lib/client_core.ts";
 export type { Conn, Dialer, DialOptions } from "./lib/conn.ts";
 export { EVENT_TYPES } from "./lib/events.ts";
-export type { EventOf, EventsOptions, ThinClientEvent } from "./lib/events.ts";
+export type {
+  ClientState,
+  EventOf,
+  EventsOptions,
+  ThinClientEvent,
+} from "./lib/events.ts";
 export {
   CancelledError,
   ClientClosedError,

@@ -10,6 +10,7 @@ import type { DaemonState } from "./_daemon_state.ts";
 import type { Requests } from "./_requests.ts";
 import { ConnectionError, ThinClientError } from "./errors.ts";
 import {
+  type ClientState,
   EventQueue,
   type EventsOptions,
   type ThinClientEvent,
@@ -24,10 +25,29 @@ export class Dispatcher {
   readonly #requests: Requests;
   readonly #subscribers = new Set<EventQueue>();
   readonly #surbWaiters = new Map<string, Deferred<Uint8Array>>();
+  readonly #clientState: () => ClientState;
+  /** The client state last announced. */
+  #announced: ClientState;
 
-  constructor(state: DaemonState, requests: Requests) {
+  /** `clientState` says where the client stands (see `refreshState`). */
+  constructor(
+    state: DaemonState,
+    requests: Requests,
+    clientState: () => ClientState,
+  ) {
     this.#state = state;
     this.#requests = requests;
+    this.#clientState = clientState;
+    this.#announced = clientState();
+  }
+
+  /** Emits a `state` event when the client state has changed since the last one. */
+  refreshState(): void {
+    const state = this.#clientState();
+    if (state === this.#announced) return;
+    const previous = this.#announced;
+    this.#announced = state;
+    this.emit({ type: "state", state, previous });
   }
 
   /** A new subscriber (see `ThinClient.events`); ended at once when `closed`. */
@@ -102,6 +122,7 @@ export class Dispatcher {
         pigeonholeGeometry: { ...state.pigeonhole! },
       });
     }
+    this.refreshState();
   }
 
   /** Takes in a PKI document; emits it when `emit`. */

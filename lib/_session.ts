@@ -14,6 +14,7 @@ import { Dispatcher } from "./_dispatch.ts";
 import type { ThinClientOptions } from "./_options.ts";
 import { checkLength, Requests } from "./_requests.ts";
 import type { Conn, Dialer } from "./conn.ts";
+import type { ClientState } from "./events.ts";
 import {
   ClientClosedError,
   ConnectionError,
@@ -159,12 +160,22 @@ export class Session {
       ),
     );
     this.requests = new Requests(this);
-    this.dispatcher = new Dispatcher(this.state, this.requests);
+    this.dispatcher = new Dispatcher(
+      this.state,
+      this.requests,
+      () => this.clientState,
+    );
   }
 
   /** The dialer's address, for messages. */
   get address(): string {
     return this.#dialer.address;
+  }
+
+  /** Where the client stands (see ClientState). */
+  get clientState(): ClientState {
+    if (this.status !== "connected") return this.status;
+    return this.state.isConnected ? "connected" : "daemon_offline";
   }
 
   /** Whether the local connection to the daemon is up. */
@@ -209,6 +220,7 @@ export class Session {
   shutdown(sendClose: boolean, error: Error | undefined): Promise<void> {
     if (this.#closing !== null) return this.#closing;
     this.status = "closed";
+    this.dispatcher.refreshState();
     this.#lifetime.abort(new ClientClosedError());
     this.#closing = (async () => {
       if (this.#conn !== null) {
@@ -477,6 +489,7 @@ export class Session {
       return;
     }
     this.status = "reconnecting";
+    this.dispatcher.refreshState();
     void this.#reconnectLoop(this.#reconnect);
   }
 
@@ -528,6 +541,7 @@ export class Session {
       instanceTokenChanged: tokenChanged,
       appId: hs.appId,
     });
+    dispatcher.refreshState();
     // Re-send everything still waiting: replies produced while we were away are lost.
     this.requests.resend();
     this.#readEnded = this.#readLoop(hs.frames);

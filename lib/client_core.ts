@@ -25,7 +25,12 @@ import { Session } from "./_session.ts";
 import { postMessage, sendAndWait } from "./_messages.ts";
 import type { Dialer } from "./conn.ts";
 import { DaemonError } from "./errors.ts";
-import type { EventOf, EventsOptions, ThinClientEvent } from "./events.ts";
+import type {
+  ClientState,
+  EventOf,
+  EventsOptions,
+  ThinClientEvent,
+} from "./events.ts";
 import type { PkiDocument, ServiceDescriptor } from "./pki.ts";
 import {
   type DirectoryAuthority,
@@ -196,6 +201,20 @@ export class ThinClientCore implements AsyncDisposable {
    */
   get isClosed(): boolean {
     return this.#session.status === "closed";
+  }
+
+  /**
+   * Where the client stands: `connected`, `daemon_offline`, `reconnecting`
+   * or `closed` (see {@linkcode ClientState}). Each change is also a `state`
+   * event.
+   *
+   * @example Usage
+   * ```ts ignore
+   * if (client.state === "daemon_offline") console.log("waiting for the mixnet");
+   * ```
+   */
+  get state(): ClientState {
+    return this.#session.clientState;
   }
 
   /**

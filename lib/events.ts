@@ -18,6 +18,7 @@ import type { PigeonholeGeometry, SphinxGeometry } from "./protocol.ts";
  * - `shutdown`: the daemon announced it is stopping.
  * - `daemon_disconnected`: the local connection to the daemon was lost.
  * - `reconnected`: the connection is back; `resumed` tells whether the daemon kept the session.
+ * - `state`: `client.state` changed (see {@linkcode ClientState}).
  * - `events_dropped`: this subscriber fell behind and `count` events were dropped for it.
  *
  * @example Usage
@@ -61,7 +62,32 @@ export type ThinClientEvent =
     instanceTokenChanged: boolean;
     appId: Uint8Array;
   }
+  | { type: "state"; state: ClientState; previous: ClientState }
   | { type: "events_dropped"; count: number };
+
+/**
+ * Where a client stands, as `client.state` says and `state` events announce:
+ *
+ * - `connected`: the connection to the daemon is up and the daemon is on the
+ *   mixnet.
+ * - `daemon_offline`: the connection is up but the daemon has lost the
+ *   mixnet: local calls work, mixnet traffic waits or fails.
+ * - `reconnecting`: the connection to the daemon was lost; the client redials
+ *   with backoff and will re-send what is waiting.
+ * - `closed`: closed, detached, or given up; `client.closed()` tells why.
+ *
+ * @example Usage
+ * ```ts ignore
+ * for await (const ev of client.events({ types: ["state"] })) {
+ *   if (ev.type === "state") console.log(`${ev.previous} -> ${ev.state}`);
+ * }
+ * ```
+ */
+export type ClientState =
+  | "connected"
+  | "daemon_offline"
+  | "reconnecting"
+  | "closed";
 
 /**
  * The `type` of every {@linkcode ThinClientEvent}, in the order listed there.
@@ -82,6 +108,7 @@ export const EVENT_TYPES: readonly ThinClientEvent["type"][] = Object.freeze(
     "shutdown",
     "daemon_disconnected",
     "reconnected",
+    "state",
     "events_dropped",
   ] as const satisfies readonly ThinClientEvent["type"][],
 );

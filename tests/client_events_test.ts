@@ -29,7 +29,11 @@ Deno.test("ThinClient.events() gives a slow subscriber events_dropped while a fa
   await using fake = await startFake();
   await using client = await connectTo(fake);
   const fast = new EventLog(client);
-  const slow = client.events({ bufferSize: 3 });
+  // (Each status change is also a state event: left out here.)
+  const slow = client.events({
+    bufferSize: 3,
+    types: ["connection_status", "shutdown"],
+  });
   for (let i = 0; i < 10; i++) {
     fake.emit({ "connection_status_event": { "is_connected": i % 2 === 0 } });
   }
@@ -97,7 +101,7 @@ Deno.test("ThinClient.events() subscribers are independent and break unsubscribe
 Deno.test("ThinClient.events() answers next() calls made before earlier ones settle", async () => {
   await using fake = await startFake();
   await using client = await connectTo(fake);
-  const events = client.events();
+  const events = client.events({ types: ["shutdown", "connection_status"] });
   const a = events.next();
   const b = events.next();
   const c = events.next();
@@ -164,6 +168,63 @@ Deno.test("ThinClient.events() rejects unknown or empty types with RangeError", 
   );
 });
 
+Deno.test("ThinClient.state and state events follow the daemon's link, the connection and close", async () => {
+  await using fake = await startFake();
+  const client = await connectTo(fake);
+  assert.equal(client.state, "connected");
+  const log = new EventLog(client);
+  const change = async (state: string, previous: string) => {
+    const ev = await log.next("state");
+    assert.deepEqual(
+      [ev.previous, ev.state],
+      [previous, state],
+      `${previous} -> ${state}`,
+    );
+  };
+  fake.emit({ "connection_status_event": { "is_connected": false } });
+  await change("daemon_offline", "connected");
+  assert.equal(client.state, "daemon_offline");
+  // The same status again is no change.
+  fake.emit({ "connection_status_event": { "is_connected": false } });
+  fake.emit({ "connection_status_event": { "is_connected": true } });
+  await change("connected", "daemon_offline");
+  assert.equal(log.of("connection_status").length, 3);
+  fake.drop();
+  await change("reconnecting", "connected");
+  await change("connected", "reconnecting");
+  // Each state event follows the event that caused it.
+  const order = log.events.map((e) => e.type).filter((t) =>
+    t !== "connection_status" && t !== "pki_document"
+  );
+  assert.deepEqual(order, [
+    "state",
+    "state",
+    "daemon_disconnected",
+    "state",
+    "reconnected",
+    "state",
+  ]);
+  await client.close();
+  await change("closed", "connected");
+  assert.equal(client.state, "closed");
+  assert.equal(log.of("state").length, 5);
+});
+
+Deno.test("ThinClient.state is closed once a lost connection is not redialled", async () => {
+  await using fake = await startFake();
+  const client = await connectTo(fake, { reconnect: false });
+  const states = client.events({ types: ["state"] });
+  fake.drop();
+  assert.deepEqual((await states.next()).value, {
+    type: "state",
+    state: "closed",
+    previous: "connected",
+  });
+  assert.equal((await states.next()).done, true);
+  assert.equal(client.state, "closed");
+  assert.ok((await client.closed()) instanceof ConnectionError);
+});
+
 Deno.test("EVENT_TYPES lists every ThinClientEvent type once", () => {
   // A Record over the union must name every type, and only those.
   const every: Record<ThinClientEvent["type"], true> = {
@@ -175,6 +236,7 @@ Deno.test("EVENT_TYPES lists every ThinClientEvent type once", () => {
     "shutdown": true,
     "daemon_disconnected": true,
     "reconnected": true,
+    "state": true,
     "events_dropped": true,
   };
   assert.deepEqual([...EVENT_TYPES].sort(), Object.keys(every).sort());

@@ -408,10 +408,11 @@ Deno.test("ThinClient.events() iterators end on close and closed() resolves", as
   const closed = client.closed();
   assert.equal(await stateOf(closed), "pending");
   await client.close();
-  assert.deepEqual(await within(waiting, 1000, "iterator end"), {
-    value: undefined,
-    done: true,
-  });
+  // The last event says so; then the iterators end.
+  const closing = { type: "state", state: "closed", previous: "connected" };
+  assert.deepEqual((await within(waiting, 1000, "state")).value, closing);
+  assert.equal((await a.next()).done, true);
+  assert.deepEqual((await b.next()).value, closing);
   assert.equal((await b.next()).done, true);
   assert.equal((await client.events().next()).done, true, "late subscriber");
   assert.equal(await closed, undefined);

@@ -159,6 +159,11 @@ export function clientSuite(
     await client.close();
     await client.close();
     await assert.rejects(pending, ClientClosedError);
+    assert.deepEqual((await events.next()).value, {
+      type: "state",
+      state: "closed",
+      previous: "connected",
+    });
     assert.equal((await events.next()).done, true);
     await d.fake.waitForRequest("thin_close");
     assert.equal(d.fake.connectionCount, 0, "closed before close() resolved");

@@ -26,6 +26,7 @@ itest(
       reconnect: { initialDelay: 200, maxDelay: 1000 },
     });
     const events = client.events({ signal: within(240) });
+    const states = client.events({ types: ["state"], signal: within(240) });
     const echo = client.getService("echo");
 
     // A read of a box nobody writes waits in the daemon's ARQ until cancelled.
@@ -68,6 +69,20 @@ itest(
     assert.equal(reconnected.instanceTokenChanged, true);
     assert.equal(reconnected.resumed, false);
     assert.notDeepEqual(client.daemonInstanceToken, before);
+    // client.state went from connected to reconnecting, then back up (the
+    // new daemon may not have reached the mixnet yet).
+    const down = (await states.next()).value;
+    const back = (await states.next()).value;
+    assert.deepEqual(
+      down?.type === "state" && [down.previous, down.state],
+      ["connected", "reconnecting"],
+    );
+    assert.ok(
+      back?.type === "state" && back.previous === "reconnecting" &&
+        ["connected", "daemon_offline"].includes(back.state),
+      `after the restart: ${JSON.stringify(back)}`,
+    );
+    await states.return!();
 
     // The legacy reply died with the old daemon: a typed error, not a hang.
     const sendResult = await send;
