@@ -31,6 +31,7 @@ export { ThinClient } from "./lib/client.ts";
 export { ThinClientCore } from "./lib/client_core.ts";
 export type {
   CallOptions,
+  CallRecord,
   ReconnectOptions,
   ReplyKindFor,
   ThinClientOptions,

@@ -53,6 +53,38 @@ export interface ThinClientOptions {
    * @default {4194304}
    */
   handshakeMaxFrameSize?: number;
+  /**
+   * Called once for each request with a query id (every call but the
+   * message sends) when it settles, if it got as far as being sent or
+   * queued: its kind, duration and outcome, to log or measure where the time
+   * goes. It gets no ids, capabilities or payloads. It runs synchronously;
+   * what it throws is ignored.
+   */
+  onCall?: (record: CallRecord) => void;
+}
+
+/**
+ * What `onCall` (see {@linkcode ThinClientOptions}) reports of one settled
+ * request.
+ *
+ * @example Usage
+ * ```ts ignore
+ * const client = await ThinClient.connect(dialer, {
+ *   onCall: (r) => console.log(`${r.kind} ${r.outcome} in ${r.durationMs} ms`),
+ * });
+ * ```
+ */
+export interface CallRecord {
+  /** The request kind, e.g. `start_resending_encrypted_message`. */
+  kind: RequestKind;
+  /** How it ended: a reply (`ok` or `error`), an abort, or the client closing. */
+  outcome: "ok" | "error" | "aborted" | "closed";
+  /** Milliseconds from the call to its settling, offline waits included. */
+  durationMs: number;
+  /** The reply's error code (0 for success), or `null` without a reply. */
+  errorCode: number | null;
+  /** How many times the client re-sent it after reconnecting. */
+  resent: number;
 }
 
 /**

@@ -7,7 +7,7 @@
  */
 import { idKey, randomIdView, toHex } from "./_bytes.ts";
 import { abortReason, type Deferred, deferredUnmarked } from "./_async.ts";
-import type { CallOptions, ReplyKindFor } from "./_options.ts";
+import type { CallOptions, CallRecord, ReplyKindFor } from "./_options.ts";
 import { MessageBoxIndex, ReadCap, WriteCap } from "./caps.ts";
 import { DaemonError } from "./errors.ts";
 import { blake2b256 } from "./hash.ts";
@@ -77,7 +77,14 @@ interface Pending {
   watch: AbortWatch | null;
   prev: Pending | null;
   next: Pending | null;
+  /** `performance.now()` when added; 0 when nobody records calls. */
+  started: number;
+  /** Re-sent after reconnecting this many times. */
+  resent: number;
 }
+
+/** Receives a record of each settled request (ThinClientOptions.onCall). */
+export type CallRecorder = (record: CallRecord) => void;
 
 /**
  * The pending requests one caller's signal aborts, linked through
@@ -207,10 +214,12 @@ export class Requests {
     { request: Request; attempts: number }
   >();
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
+  readonly #recorder: CallRecorder | null;
   #closed = false;
 
-  constructor(sender: RequestSender) {
+  constructor(sender: RequestSender, recorder: CallRecorder | null = null) {
     this.#sender = sender;
+    this.#recorder = recorder;
   }
 
   /**
@@ -242,6 +251,8 @@ export class Requests {
       watch: null,
       prev: null,
       next: null,
+      started: this.#recorder === null ? 0 : performance.now(),
+      resent: 0,
     };
     this.#pending.set(key, entry);
     if (signal !== undefined) this.#watch(signal, entry);
@@ -271,6 +282,34 @@ export class Requests {
     const error = p.check === null ? null : p.check(resp);
     if (error === null) p.settle.resolve(resp);
     else p.settle.reject(error);
+    if (this.#recorder !== null) {
+      const code = (resp as { errorCode?: unknown }).errorCode;
+      this.#record(
+        p,
+        error === null ? "ok" : "error",
+        typeof code === "number" ? code : null,
+      );
+    }
+  }
+
+  /** Tells the recorder how a request ended; what it throws is ignored. */
+  #record(
+    p: Pending,
+    outcome: CallRecord["outcome"],
+    code: number | null,
+  ): void {
+    if (this.#recorder === null) return;
+    try {
+      this.#recorder({
+        kind: p.request.kind,
+        outcome,
+        durationMs: performance.now() - p.started,
+        errorCode: code,
+        resent: p.resent,
+      });
+    } catch {
+      // A recorder's failure is not the call's.
+    }
   }
 
   /**
@@ -279,6 +318,7 @@ export class Requests {
    */
   resend(): void {
     for (const p of this.#pending.values()) {
+      p.resent++;
       this.#sender.write(p.request).catch(() => {});
     }
     for (const key of this.#cancelling.keys()) this.#sendCancel(key);
@@ -293,6 +333,7 @@ export class Requests {
     for (const p of this.#pending.values()) {
       this.#settled(p);
       p.settle.reject(reason);
+      this.#record(p, "closed", null);
     }
     this.#pending.clear();
   }
@@ -345,6 +386,7 @@ export class Requests {
       this.#pending.delete(p.key);
       this.#cancelInDaemon(p.request);
       p.settle.reject(reason);
+      this.#record(p, "aborted", null);
     }
   }
 

@@ -159,7 +159,10 @@ export class Session {
         options.handshakeMaxFrameSize ?? HANDSHAKE_MAX_FRAME_SIZE,
       ),
     );
-    this.requests = new Requests(this);
+    if (options.onCall !== undefined && typeof options.onCall !== "function") {
+      throw new TypeError("Cannot use onCall: it is not a function");
+    }
+    this.requests = new Requests(this, options.onCall ?? null);
     this.dispatcher = new Dispatcher(
       this.state,
       this.requests,

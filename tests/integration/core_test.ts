@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { decodeCborMaps } from "../../lib/cbor.ts";
-import type { ThinClient, ThinClientEvent } from "../../mod.ts";
+import type { CallRecord, ThinClient, ThinClientEvent } from "../../mod.ts";
 import {
   connectReal,
   type DaemonKind,
@@ -63,9 +63,12 @@ for (const kind of ["tcp", "unix", "ws"] as DaemonKind[]) {
 }
 
 itest(
-  "real kpclientd: directory authorities and the raw signed PKI document",
+  "real kpclientd: directory authorities and the raw signed PKI document (and onCall's records of them)",
   async () => {
-    await using client = await connectReal();
+    const records: CallRecord[] = [];
+    await using client = await connectReal("tcp", {
+      onCall: (r) => records.push(r),
+    });
     const auths = await client.getDirectoryAuthorities({ signal: within(30) });
     assert.ok(auths.length >= 1);
     for (const a of auths) {
@@ -92,6 +95,16 @@ itest(
         err.name === "DaemonError" &&
         (err as unknown as { code: number }).code === 10,
     );
+    assert.deepEqual(
+      records.map((r) => [r.kind, r.outcome, r.errorCode, r.resent]),
+      [
+        ["get_directory_authorities", "ok", 0, 0],
+        ["get_pki_document", "ok", 0, 0],
+        ["get_pki_document", "ok", 0, 0],
+        ["get_pki_document", "error", 10, 0],
+      ],
+    );
+    assert.ok(records.every((r) => r.durationMs >= 0 && r.durationMs < 30_000));
   },
 );
 
