@@ -12,6 +12,7 @@ const COMMON = {
   config: { type: "string", short: "c" },
   json: { type: "boolean" },
   quiet: { type: "boolean", short: "q" },
+  timings: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -75,6 +76,8 @@ export interface CommonOptions {
   json: boolean;
   /** No progress output. */
   quiet: boolean;
+  /** Print the time per daemon call at the end. */
+  timings: boolean;
   /** `--timeout` in milliseconds; 0 or `null` for none. */
   timeoutMs: number | null;
 }
@@ -200,6 +203,7 @@ export function commandOptions(
     config: text("config"),
     json: flag("json"),
     quiet: flag("quiet"),
+    timings: flag("timings"),
     timeoutMs: timeout === undefined
       ? null
       : parseDuration(timeout, "--timeout"),

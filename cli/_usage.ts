@@ -26,6 +26,8 @@ Common options:
                         else ./thinclient.toml)
       --json            results as JSON on stdout, progress as JSON lines on stderr
   -q, --quiet           no progress output
+      --timings         at the end, the time per daemon call (count, median,
+                        max, re-sends) on stderr
   -h, --help            this help
 
 genkey:

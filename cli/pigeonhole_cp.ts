@@ -33,6 +33,7 @@
  *
  * @module
  */
+import type { CallRecord } from "../lib/_options.ts";
 import type { ThinClient } from "../lib/client.ts";
 import type { Keypair } from "../lib/pigeonhole.ts";
 import { formatShareText } from "../persistent/models.ts";
@@ -63,6 +64,7 @@ import {
 } from "./_process.ts";
 import { Progress, type ProgressMode } from "./_progress.ts";
 import { startHeapTrim } from "./_heap.ts";
+import { CallTimings } from "./_timings.ts";
 import { runReceive } from "./_receive.ts";
 import { runSend } from "./_send.ts";
 import { TransferStore } from "./_state.ts";
@@ -140,6 +142,7 @@ export async function main(
     : () => {};
   let json = args.includes("--json");
   let progress: Progress | null = null;
+  let timings: CallTimings | null = null;
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     const invocation = parseCommandLine(args);
@@ -170,11 +173,13 @@ export async function main(
       );
       runSignal = AbortSignal.any([signal, t.signal]);
     }
+    if (options.timings) timings = new CallTimings();
+    const onCall = timings?.record;
     const run: Run = {
       io,
       progress,
       signal: runSignal,
-      connect: () => openClient(options, io, deps, runSignal),
+      connect: () => openClient(options, io, deps, runSignal, onCall),
     };
     return await runCommand(options, run);
   } catch (err) {
@@ -182,6 +187,9 @@ export async function main(
   } finally {
     clearTimeout(timer);
     removeSignals();
+    if (timings !== null) {
+      io.stderr.text(json ? timings.json() : timings.table());
+    }
     await io.stdout.release().catch(() => {});
     await io.stderr.release().catch(() => {});
   }
@@ -208,11 +216,13 @@ async function openClient(
   io: Io,
   deps: PigeonholeCpDeps,
   signal: AbortSignal,
+  onCall: ((record: CallRecord) => void) | undefined,
 ): Promise<ThinClient> {
   const config = await readConfig(options.config, io);
   return await (deps.connect ?? connectDaemon)(config, {
     signal,
     reconnect: { initialDelay: 500, maxDelay: 5000, maxAttempts: 10 },
+    ...(onCall === undefined ? {} : { onCall }),
   });
 }
 

@@ -16,6 +16,8 @@ import {
 } from "../cli/_format.ts";
 import { parseCapText } from "../cli/_caps_input.ts";
 import { Progress } from "../cli/_progress.ts";
+import { CallTimings } from "../cli/_timings.ts";
+import type { CallRecord } from "../mod.ts";
 import {
   FakeDaemon,
   type FakeDaemonOptions,
@@ -510,6 +512,96 @@ Deno.test("pigeonhole-cp send (copy) and receive round-trip a multi-box file", a
   assert.deepEqual([...Deno.readDirSync(dest)].map((e) => e.name), [
     "report.bin",
   ]);
+});
+
+Deno.test("CallTimings sums records per kind: failures, median, max, re-sends, costliest first", () => {
+  const t = new CallTimings();
+  assert.equal(t.table(), "pigeonhole-cp: timings: no daemon calls\n");
+  const rec = (
+    kind: CallRecord["kind"],
+    durationMs: number,
+    outcome: CallRecord["outcome"] = "ok",
+    resent = 0,
+  ) => t.record({ kind, durationMs, outcome, resent, errorCode: null });
+  rec("encrypt_write", 10);
+  rec("encrypt_write", 30);
+  rec("start_resending_encrypted_message", 1000);
+  rec("start_resending_encrypted_message", 4000, "error", 1);
+  rec("start_resending_encrypted_message", 2000, "aborted", 2);
+  assert.deepEqual(t.rows(), [
+    {
+      kind: "start_resending_encrypted_message",
+      calls: 3,
+      failed: 2,
+      medianMs: 2000,
+      maxMs: 4000,
+      resent: 3,
+    },
+    {
+      kind: "encrypt_write",
+      calls: 2,
+      failed: 0,
+      medianMs: 20,
+      maxMs: 30,
+      resent: 0,
+    },
+  ]);
+  assert.match(
+    t.table(),
+    /start_resending_encrypted_message +3 +2 +2\.00 s +4\.00 s +3\n/,
+  );
+});
+
+Deno.test("pigeonhole-cp --timings prints the time per daemon call, as a table or a JSON line", async () => {
+  await using h = await harness();
+  const key = await genkey(h);
+  const { path } = await writeInput(h, 5_000, "t.bin");
+  const s = await h.run([
+    "send",
+    ...h.c,
+    "-q",
+    "--timings",
+    "--stream",
+    "-w",
+    `file:${key}`,
+    path,
+  ]);
+  assert.equal(s.code, 0, s.stderr);
+  const boxes = countKind(h, "start_resending_encrypted_message");
+  assert.ok(boxes >= 4, `${boxes} writes`);
+  const lines = s.stderr.split("\n");
+  assert.equal(lines[0], "pigeonhole-cp: time per daemon call");
+  assert.match(lines[1]!, /^ {2}kind +calls +failed +median +max +re-sent$/);
+  const writes = lines.find((l) =>
+    l.startsWith("  start_resending_encrypted_message ")
+  );
+  assert.match(
+    writes ?? "(no row)",
+    new RegExp(
+      `^  start_resending_encrypted_message +${boxes} +0 +\\d+ ms +\\d+ ms +0$`,
+    ),
+  );
+  assert.ok(lines.some((l) => l.startsWith("  encrypt_write ")), s.stderr);
+  // --json: one JSON line at the end of stderr, after the progress events.
+  const dest = await outDir(h);
+  const r = await h.run([
+    "receive",
+    ...h.c,
+    "--json",
+    "--timings",
+    "-r",
+    `file:${key}`,
+    dest,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const last = JSON.parse(r.stderr.trimEnd().split("\n").at(-1)!);
+  assert.equal(last.event, "timings");
+  const reads = last.calls.find((c: { kind: string }) =>
+    c.kind === "start_resending_encrypted_message"
+  );
+  assert.equal(reads.calls, boxes);
+  assert.equal(reads.failed, 0);
+  assert.ok(reads.median_ms >= 0 && reads.max_ms >= reads.median_ms);
 });
 
 Deno.test("pigeonhole-cp send --stream keeps several boxes in flight, within the window", async () => {

@@ -64,8 +64,14 @@ for (const mode of ["copy", "stream"] as const) {
         assert.equal(gen.code, 0, gen.stderr);
         const sendArgs = ["send", "-w", `file:${key}`, "--no-state", "-q"];
         if (mode === "stream") sendArgs.push("--stream");
-        const sent = await cp([...sendArgs, file]);
+        const sent = await cp([...sendArgs, "--timings", file]);
         assert.equal(sent.code, 0, sent.stderr);
+        // --timings: the real daemon's writes, each counted and timed.
+        assert.match(sent.stderr, /^pigeonhole-cp: time per daemon call\n/);
+        assert.match(
+          sent.stderr,
+          /\n {2}start_resending_encrypted_message +\d+ +0 +[\d.]+ m?s +[\d.]+ m?s +\d+\n/,
+        );
         const outDir = `${dir}/out`;
         await Deno.mkdir(outDir);
         const got = await cp([
