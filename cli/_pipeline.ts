@@ -1,14 +1,17 @@
 /**
  * Pipelined box reads: several boxes in flight at once (a bounded window),
  * so the daemon's send queue never idles while the program waits on one
- * round trip. Aborting cancels every read still in flight in the daemon
- * (the thin client sends the cancels). Pipelined writes are `writeBoxes`
+ * round trip. Each box is a `readBox`, which waits for an unwritten box by
+ * reading it again. Aborting cancels every read still in flight in the
+ * daemon (the thin client sends the cancels). Pipelined writes are `writeBoxes`
  * in lib/boxes.ts.
  *
  * @module
  */
+import { readBox } from "../lib/boxes.ts";
 import type { MessageBoxIndex, ReadCap } from "../lib/caps.ts";
 import type { ThinClient } from "../lib/client.ts";
+import { ReplicaError, ReplicaErrorCode } from "../lib/errors.ts";
 
 /** Options of {@linkcode pipelinedRead}. */
 export interface PipelinedReadOptions {
@@ -67,15 +70,18 @@ export async function pipelinedRead(o: PipelinedReadOptions): Promise<void> {
   };
   const start = async (): Promise<void> => {
     const at = index;
-    const env = await client.encryptRead(readCap, at, { signal });
-    index = env.nextMessageBoxIndex;
-    const p = client.startResendingEncryptedMessage(
-      { readCap, messageBoxIndex: at, ...env },
-      { signal },
-    ).then((r) => ({
-      data: r.plaintext ?? new Uint8Array(0),
-      next: env.nextMessageBoxIndex,
-    }));
+    index = await client.nextMessageBoxIndex(at, { signal });
+    // readBox waits for a box not yet written by reading it again with fresh
+    // envelopes (see its pollMs): the daemon's own retries go blind.
+    const p = readBox(client, readCap, at, { signal }).then((box) => {
+      if (box.kind === "tombstone") {
+        throw new ReplicaError(ReplicaErrorCode.Tombstone);
+      }
+      return {
+        data: box.kind === "data" ? box.plaintext : new Uint8Array(0),
+        next: box.next,
+      };
+    });
     p.catch(() => {}); // awaited later, in order
     pending.push(p);
   };

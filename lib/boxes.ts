@@ -9,6 +9,7 @@
  */
 import type { MessageBoxIndex, ReadCap, WriteCap } from "./caps.ts";
 import type { CallOptions, ThinClient } from "./client.ts";
+import { delay } from "./_async.ts";
 import { callOptions } from "./_options.ts";
 import { CopyCommandError, ReplicaError, ReplicaErrorCode } from "./errors.ts";
 
@@ -55,22 +56,33 @@ export type BoxOutcome =
 export interface ReadBoxOptions extends CallOptions {
   /**
    * Return `"empty"` at once when the box is not written yet, instead of
-   * letting the daemon wait for it.
+   * waiting for it.
    * @default {false}
    */
   noRetry?: boolean;
+  /**
+   * While the box is not written: milliseconds between reads, each drawn at
+   * random between half and 1.5 times this. Every read is a fresh envelope.
+   * (The daemon's own retries resend one envelope, and kpclientd v0.0.99's
+   * courier answers repeats from a cache: after five re-dispatches it stops
+   * asking the replicas about that envelope for up to 5 minutes, so a box
+   * written later would go unseen that long.)
+   * @default {5000}
+   */
+  pollMs?: number;
 }
 
 /**
  * Reads one box. A deleted box (replica code 11, or an empty answer) is
- * `"tombstone"`; a box not written (replica code 1) is `"empty"`; other
- * failures are thrown.
+ * `"tombstone"`; a box not written (replica code 1) is `"empty"` with
+ * `noRetry`, and is otherwise read again every `pollMs` until it is written
+ * or the signal aborts; other failures are thrown.
  *
  * @param client A connected client.
  * @param readCap The stream's read capability.
  * @param index The box.
  * @param options Abort signal; `noRetry` to get `"empty"` at once for an
- *   unwritten box.
+ *   unwritten box; `pollMs` between reads while waiting.
  * @returns What the box holds, and the index of the following box.
  * @throws {ReplicaError} Any other replica answer.
  * @throws {ThinClientError} Daemon or connection failures.
@@ -90,19 +102,32 @@ export async function readBox(
   index: MessageBoxIndex,
   options: ReadBoxOptions = {},
 ): Promise<BoxOutcome> {
-  const env = await client.encryptRead(
-    readCap,
-    index,
-    callOptions(options.signal),
-  );
+  const pollMs = options.pollMs ?? 5000;
+  if (!(Number.isFinite(pollMs) && pollMs > 0)) {
+    throw new RangeError(
+      `Cannot read box: pollMs '${pollMs}' is not a positive number of milliseconds`,
+    );
+  }
+  for (;;) {
+    const box = await readOnce(client, readCap, index, options.signal);
+    if (box.kind !== "empty" || options.noRetry === true) return box;
+    await delay(pollMs * (0.5 + Math.random()), options.signal);
+  }
+}
+
+/** One read of a box, answered "empty" at once when it is not written. */
+async function readOnce(
+  client: ThinClient,
+  readCap: ReadCap,
+  index: MessageBoxIndex,
+  signal: AbortSignal | undefined,
+): Promise<BoxOutcome> {
+  const env = await client.encryptRead(readCap, index, callOptions(signal));
   const next = env.nextMessageBoxIndex;
   try {
     const r = await client.startResendingEncryptedMessage(
       { readCap, messageBoxIndex: index, ...env },
-      {
-        ...callOptions(options.signal),
-        noRetryOnBoxIdNotFound: options.noRetry ?? false,
-      },
+      { ...callOptions(signal), noRetryOnBoxIdNotFound: true },
     );
     if (r.plaintext === null || r.plaintext.length === 0) {
       return { kind: "tombstone", next };

@@ -61,6 +61,54 @@ Deno.test("readBox() tells data, tombstone and empty boxes apart", async () => {
   assert.ok(gone.next.equals(nextOf(first, 2)));
 });
 
+Deno.test("readBox() waits for an unwritten box with fresh no-retry reads, every pollMs", async () => {
+  await using fake = await startFake();
+  await using client = await connectTo(fake);
+  const kp = await client.newKeypair(filled(32, 4));
+  const at = kp.firstMessageIndex;
+  const isRead = (r: ReceivedRequest) =>
+    r.kind === "start_resending_encrypted_message" && !isWrite(r);
+  const waiting = readBox(client, kp.readCap, at, { pollMs: 20 });
+  const deadline = Date.now() + 5000;
+  while (fake.received.filter(isRead).length < 3) {
+    assert.ok(Date.now() < deadline, "readBox() did not read again");
+    await sleep(5);
+  }
+  await writeBox(client, kp.writeCap, at, utf8("late"));
+  const box = await waiting;
+  assert.deepEqual(box.kind === "data" && box.plaintext, utf8("late"));
+  const reads = fake.received.filter(isRead);
+  assert.ok(reads.length >= 4, `${reads.length} reads`);
+  // Each read is its own envelope, and none leaves the waiting to the daemon.
+  assert.ok(
+    reads.every((r) => r.body["no_retry_on_box_id_not_found"] === true),
+  );
+  const hashes = new Set(reads.map((r) => String(r.body["envelope_hash"])));
+  assert.equal(hashes.size, reads.length);
+});
+
+Deno.test("readBox() stops waiting on abort, and refuses a bad pollMs", async () => {
+  await using fake = await startFake();
+  await using client = await connectTo(fake);
+  const kp = await client.newKeypair(filled(32, 5));
+  const reason = new Error("stop waiting");
+  const controller = new AbortController();
+  const waiting = readBox(client, kp.readCap, kp.firstMessageIndex, {
+    pollMs: 60_000,
+    signal: controller.signal,
+  });
+  await fake.waitForRequest("start_resending_encrypted_message");
+  await sleep(20); // now between two reads
+  controller.abort(reason);
+  await assert.rejects(waiting, (err) => err === reason);
+  for (const pollMs of [0, -1, Number.NaN, Infinity]) {
+    await assert.rejects(
+      readBox(client, kp.readCap, kp.firstMessageIndex, { pollMs }),
+      RangeError,
+    );
+  }
+});
+
 Deno.test("readBox() rethrows replica failures other than not found and tombstone", async () => {
   await using fake = await startFake();
   await using client = await connectTo(fake);
