@@ -1,9 +1,9 @@
 /**
  * Pipelined box reads: several boxes in flight at once (a bounded window),
  * so the daemon's send queue never idles while the program waits on one
- * round trip. Each box is a `readBox`, which waits for an unwritten box by
- * reading it again. Aborting cancels every read still in flight in the
- * daemon (the thin client sends the cancels). Pipelined writes are `writeBoxes`
+ * round trip. A box not written yet is waited for by `readBox`, which reads
+ * it again. Aborting cancels every read still in flight in the daemon (the
+ * thin client sends the cancels). Pipelined writes are `writeBoxes`
  * in lib/boxes.ts.
  *
  * @module
@@ -39,6 +39,11 @@ export interface PipelinedReadOptions {
   onBox(data: Uint8Array, next: MessageBoxIndex): Promise<boolean>;
 }
 
+function isNotFound(err: unknown): boolean {
+  return err instanceof ReplicaError &&
+    err.code === ReplicaErrorCode.BoxIdNotFound;
+}
+
 /**
  * Reads consecutive boxes with up to `window` reads in flight, in order,
  * until `onBox` returns `false`. Reads started beyond the end are cancelled.
@@ -70,18 +75,25 @@ export async function pipelinedRead(o: PipelinedReadOptions): Promise<void> {
   };
   const start = async (): Promise<void> => {
     const at = index;
-    index = await client.nextMessageBoxIndex(at, { signal });
-    // readBox waits for a box not yet written by reading it again with fresh
-    // envelopes (see its pollMs): the daemon's own retries go blind.
-    const p = readBox(client, readCap, at, { signal }).then((box) => {
-      if (box.kind === "tombstone") {
-        throw new ReplicaError(ReplicaErrorCode.Tombstone);
-      }
-      return {
-        data: box.kind === "data" ? box.plaintext : new Uint8Array(0),
-        next: box.next,
-      };
-    });
+    const env = await client.encryptRead(readCap, at, { signal });
+    const next = env.nextMessageBoxIndex;
+    index = next;
+    // A box not written yet is waited for by readBox, which reads it again
+    // with fresh envelopes (the daemon's own retries go blind: see pollMs).
+    const p = client.startResendingEncryptedMessage(
+      { readCap, messageBoxIndex: at, ...env },
+      { signal, noRetryOnBoxIdNotFound: true },
+    ).then(
+      (r) => r.plaintext ?? new Uint8Array(0),
+      async (err) => {
+        if (!isNotFound(err)) throw err;
+        const box = await readBox(client, readCap, at, { signal });
+        if (box.kind === "tombstone") {
+          throw new ReplicaError(ReplicaErrorCode.Tombstone);
+        }
+        return box.kind === "data" ? box.plaintext : new Uint8Array(0);
+      },
+    ).then((data) => ({ data, next }));
     p.catch(() => {}); // awaited later, in order
     pending.push(p);
   };

@@ -61,8 +61,9 @@ export interface ReadBoxOptions extends CallOptions {
    */
   noRetry?: boolean;
   /**
-   * While the box is not written: milliseconds between reads, each drawn at
-   * random between half and 1.5 times this. Every read is a fresh envelope.
+   * While the box is not written: milliseconds between reads, at most (the
+   * first waits are 1 s, 2 s, 4 s, …), each drawn at random between half and
+   * 1.5 times the step. Every read is a fresh envelope.
    * (The daemon's own retries resend one envelope, and kpclientd v0.0.99's
    * courier answers repeats from a cache: after five re-dispatches it stops
    * asking the replicas about that envelope for up to 5 minutes, so a box
@@ -108,10 +109,12 @@ export async function readBox(
       `Cannot read box: pollMs '${pollMs}' is not a positive number of milliseconds`,
     );
   }
-  for (;;) {
+  // A box written a moment ago may not have reached every replica yet:
+  // the first reads again come sooner (1 s, 2 s, 4 s, …, up to pollMs).
+  for (let wait = Math.min(1000, pollMs);; wait = Math.min(wait * 2, pollMs)) {
     const box = await readOnce(client, readCap, index, options.signal);
     if (box.kind !== "empty" || options.noRetry === true) return box;
-    await delay(pollMs * (0.5 + Math.random()), options.signal);
+    await delay(wait * (0.5 + Math.random()), options.signal);
   }
 }
 

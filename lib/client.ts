@@ -232,8 +232,8 @@ export class ThinClient extends ThinClientCore {
    * replica stored it (a replica that refuses the courier's connection can
    * lose an ACKed write); with `noIdempotentBoxAlreadyExists` a write
    * resolves only on the replica's own answer. Reads resolve with the box's
-   * plaintext (by default a read of a box not yet written waits until it is
-   * written).
+   * plaintext; a read of an unwritten box waits, but sees only a box written
+   * within seconds (to wait longer, use `readBox`, which polls).
    *
    * Aborting the signal sends the cancel to the daemon and rejects with the
    * signal's reason.
