@@ -36,16 +36,30 @@ async function write(
   return env.nextMessageBoxIndex;
 }
 
+/**
+ * Reads a box: once (the daemon's raw answer) with `noRetryOnBoxIdNotFound`,
+ * else through readBox, which waits for a box that has not reached the
+ * replicas yet (the daemon's own wait can go blind; see docs/protocol.md). A
+ * tombstone is a ReplicaError, as the raw call reports it.
+ */
 async function read(
   client: ThinClient,
   readCap: ReadCap,
   index: MessageBoxIndex,
   options: { noRetryOnBoxIdNotFound?: boolean; signal?: AbortSignal } = {},
 ): Promise<Uint8Array> {
+  const signal = options.signal ?? within(300);
+  if (options.noRetryOnBoxIdNotFound !== true) {
+    const box = await readBox(client, readCap, index, { signal });
+    if (box.kind === "tombstone") {
+      throw new ReplicaError(ReplicaErrorCode.Tombstone);
+    }
+    return box.kind === "data" ? box.plaintext : new Uint8Array(0);
+  }
   const env = await client.encryptRead(readCap, index, { signal: within(60) });
   const r = await client.startResendingEncryptedMessage(
     { readCap, messageBoxIndex: index, ...env },
-    { signal: options.signal ?? within(300), ...options },
+    { signal, noRetryOnBoxIdNotFound: true },
   );
   return r.plaintext ?? new Uint8Array(0);
 }
