@@ -1,14 +1,14 @@
 /**
  * Pipelined box reads: several boxes in flight at once (a bounded window),
  * so the daemon's send queue never idles while the program waits on one
- * round trip. A box not written yet is waited for by `readBox`, which reads
- * it again. Aborting cancels every read still in flight in the daemon (the
+ * round trip. A box not written yet is read again until it is
+ * (`readWhenWritten`). Aborting cancels every read still in flight in the daemon (the
  * thin client sends the cancels). Pipelined writes are `writeBoxes`
  * in lib/boxes.ts.
  *
  * @module
  */
-import { readBox } from "../lib/boxes.ts";
+import { readWhenWritten } from "../lib/boxes.ts";
 import type { MessageBoxIndex, ReadCap } from "../lib/caps.ts";
 import type { ThinClient } from "../lib/client.ts";
 import { ReplicaError, ReplicaErrorCode } from "../lib/errors.ts";
@@ -78,8 +78,8 @@ export async function pipelinedRead(o: PipelinedReadOptions): Promise<void> {
     const env = await client.encryptRead(readCap, at, { signal });
     const next = env.nextMessageBoxIndex;
     index = next;
-    // A box not written yet is waited for by readBox, which reads it again
-    // with fresh envelopes (the daemon's own retries go blind: see pollMs).
+    // A box not written yet is read again with fresh envelopes (the daemon's
+    // own retries go blind: see readBox's pollMs).
     const p = client.startResendingEncryptedMessage(
       { readCap, messageBoxIndex: at, ...env },
       { signal, noRetryOnBoxIdNotFound: true },
@@ -87,7 +87,7 @@ export async function pipelinedRead(o: PipelinedReadOptions): Promise<void> {
       (r) => r.plaintext ?? new Uint8Array(0),
       async (err) => {
         if (!isNotFound(err)) throw err;
-        const box = await readBox(client, readCap, at, { signal });
+        const box = await readWhenWritten(client, readCap, at, { signal });
         if (box.kind === "tombstone") {
           throw new ReplicaError(ReplicaErrorCode.Tombstone);
         }

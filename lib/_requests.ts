@@ -30,12 +30,23 @@ export type QueryRequest = Request & { queryId: Uint8Array };
  */
 export type ReplyCheck = (reply: Response) => Error | null;
 
-/** The usual reply check (see `ReplyCheck`): a {@linkcode DaemonError} for any non-zero code. */
+/**
+ * The {@linkcode DaemonError} a reply's non-zero `errorCode` stands for, named
+ * after `operation` (by default the request kind), or `null` for code 0.
+ */
+export function replyError(
+  reply: { kind: string; errorCode: number },
+  operation?: string,
+): DaemonError | null {
+  return reply.errorCode === 0 ? null : new DaemonError(
+    reply.errorCode,
+    operation ?? reply.kind.replace(/_reply$/, ""),
+  );
+}
+
+/** The usual reply check (see `ReplyCheck`): a DaemonError for any non-zero code. */
 export function daemonError(reply: Response): Error | null {
-  const r = reply as Response as { kind: string; errorCode: number };
-  return r.errorCode === 0
-    ? null
-    : new DaemonError(r.errorCode, r.kind.replace(/_reply$/, ""));
+  return replyError(reply as Response as { kind: string; errorCode: number });
 }
 
 /** The request kinds that carry a query id (and get a reply). */

@@ -103,19 +103,41 @@ export async function readBox(
   index: MessageBoxIndex,
   options: ReadBoxOptions = {},
 ): Promise<BoxOutcome> {
+  pollInterval(options); // a bad pollMs fails before anything is sent
+  const box = await readOnce(client, readCap, index, options.signal);
+  if (box.kind !== "empty" || options.noRetry === true) return box;
+  return await readWhenWritten(client, readCap, index, options);
+}
+
+/**
+ * Reads a box found empty again, with fresh envelopes, until it is written:
+ * the waiting part of {@linkcode readBox}, for a caller that made the first
+ * read itself (`noRetry` is ignored).
+ */
+export async function readWhenWritten(
+  client: ThinClient,
+  readCap: ReadCap,
+  index: MessageBoxIndex,
+  options: ReadBoxOptions = {},
+): Promise<BoxOutcome> {
+  const pollMs = pollInterval(options);
+  // A box written a moment ago may not have reached every replica yet:
+  // the first reads again come sooner (1 s, 2 s, 4 s, …, up to pollMs).
+  for (let wait = Math.min(1000, pollMs);; wait = Math.min(wait * 2, pollMs)) {
+    await delay(wait * (0.5 + Math.random()), options.signal);
+    const box = await readOnce(client, readCap, index, options.signal);
+    if (box.kind !== "empty") return box;
+  }
+}
+
+function pollInterval(options: ReadBoxOptions): number {
   const pollMs = options.pollMs ?? 5000;
   if (!(Number.isFinite(pollMs) && pollMs > 0)) {
     throw new RangeError(
       `Cannot read box: pollMs '${pollMs}' is not a positive number of milliseconds`,
     );
   }
-  // A box written a moment ago may not have reached every replica yet:
-  // the first reads again come sooner (1 s, 2 s, 4 s, …, up to pollMs).
-  for (let wait = Math.min(1000, pollMs);; wait = Math.min(wait * 2, pollMs)) {
-    const box = await readOnce(client, readCap, index, options.signal);
-    if (box.kind !== "empty" || options.noRetry === true) return box;
-    await delay(wait * (0.5 + Math.random()), options.signal);
-  }
+  return pollMs;
 }
 
 /** One read of a box, answered "empty" at once when it is not written. */

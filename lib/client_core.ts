@@ -20,11 +20,10 @@ import type {
   ReplyKindFor,
   ThinClientOptions,
 } from "./_options.ts";
-import { call, checkLength, sendRequest } from "./_requests.ts";
+import { call, checkLength, replyError, sendRequest } from "./_requests.ts";
 import { Session } from "./_session.ts";
 import { postMessage, sendAndWait } from "./_messages.ts";
 import type { Dialer } from "./conn.ts";
-import { DaemonError } from "./errors.ts";
 import type {
   ClientState,
   EventOf,
@@ -619,12 +618,8 @@ export class ThinClientCore implements AsyncDisposable {
     reply: { kind: string; errorCode: number },
     operation?: string,
   ): void {
-    if (reply.errorCode !== 0) {
-      throw new DaemonError(
-        reply.errorCode,
-        operation ?? reply.kind.replace(/_reply$/, ""),
-      );
-    }
+    const error = replyError(reply, operation);
+    if (error !== null) throw error;
   }
 
   // -------------------------------------------------------------------------

@@ -5,8 +5,7 @@
 // the example's own file and line in every message.
 import assert from "node:assert/strict";
 
-/** The repository root. */
-export const ROOT: URL = new URL("..", import.meta.url);
+import { ROOT } from "./_files.ts";
 
 /** The package's name and the files its deno.json exports. */
 export const PACKAGE = JSON.parse(

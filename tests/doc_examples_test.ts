@@ -13,25 +13,14 @@ import {
   checkModules,
   type Diagnostic,
   jsdocExamples,
-  ROOT,
 } from "./_doc_blocks.ts";
+import { filesUnder, ROOT } from "./_files.ts";
 
 const CONTEXT = "tests/_doc_context.ts";
 /** Where the documented sources are: folders (searched in depth) and files. */
 const SOURCES = ["lib", "transport", "persistent", "testing", "cli", "mod.ts"];
 
-async function sourceFiles(path: string): Promise<string[]> {
-  if (path.endsWith(".ts")) return [path];
-  const files: string[] = [];
-  for await (const entry of Deno.readDir(new URL(`${path}/`, ROOT))) {
-    const sub = `${path}/${entry.name}`;
-    if (entry.isDirectory) files.push(...await sourceFiles(sub));
-    else if (entry.isFile && entry.name.endsWith(".ts")) files.push(sub);
-  }
-  return files.sort();
-}
-
-const FILES = (await Promise.all(SOURCES.map(sourceFiles))).flat();
+const FILES = await filesUnder(SOURCES, /\.ts$/);
 const EXAMPLES: Block[] = [];
 for (const file of FILES) {
   const source = await Deno.readTextFile(new URL(file, ROOT));

@@ -4,7 +4,7 @@
 // imports included.
 import assert from "node:assert/strict";
 
-const ROOT = new URL("..", import.meta.url);
+import { filesUnder, ROOT } from "./_files.ts";
 /** Which folders each folder may import from (besides itself). */
 const MAY_IMPORT: Record<string, readonly string[]> = {
   lib: [],
@@ -94,22 +94,12 @@ const SIZED = [
 ];
 const MAX_LINES = 700;
 
-async function* sourceFiles(dir: string): AsyncGenerator<string> {
-  for await (const entry of Deno.readDir(new URL(`${dir}/`, ROOT))) {
-    const path = `${dir}/${entry.name}`;
-    if (entry.isDirectory) yield* sourceFiles(path);
-    else if (entry.isFile && /(\.(ts|js|sh|py)|^run)$/.test(entry.name)) {
-      yield path;
-    }
-  }
-}
-
 Deno.test(`no source file outside tests/ is over ${MAX_LINES} lines`, async () => {
   const over: string[] = [];
-  const files = ["mod.ts"];
-  for (const dir of SIZED) {
-    for await (const file of sourceFiles(dir)) files.push(file);
-  }
+  const files = await filesUnder(
+    ["mod.ts", ...SIZED],
+    /(\.(ts|js|sh|py)|^run)$/,
+  );
   assert.ok(files.includes("lib/client.ts"), "the scan found lib/client.ts");
   for (const file of files) {
     const text = await Deno.readTextFile(new URL(file, ROOT));

@@ -4,7 +4,8 @@
 // files its deno.json exports, and names a fragment uses without defining
 // (`client`, `signal`, …) are declared in front of it.
 import assert from "node:assert/strict";
-import { checkModules, fencedBlocks, PACKAGE, ROOT } from "./_doc_blocks.ts";
+import { checkModules, fencedBlocks, PACKAGE } from "./_doc_blocks.ts";
+import { ROOT } from "./_files.ts";
 
 /**
  * Declarations for names README fragments take from their surroundings,
